@@ -1,0 +1,1 @@
+//! Real Time Response (RTR): single-host and batch sessions, commands, files and scripts.

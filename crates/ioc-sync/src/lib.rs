@@ -1,0 +1,1 @@
+//! ioc-sync (see README).

@@ -1,0 +1,1 @@
+//! opencti-client (see README).

@@ -1,0 +1,171 @@
+//! Faithful local simulators of the CrowdStrike Falcon API, OpenCTI and the Cado platform API.
+//!
+//! The sandbox speaks the wire contract written in `shared/reference/` and shares no types with the
+//! client crates of this workspace (Architecture Invariant 4), so a field-name mistake in a client
+//! cannot hide behind a shared struct.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sandbox::SandboxError> {
+//! let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::default()).await?;
+//! println!("{}", serde_json::to_string(sandbox.info()).unwrap());
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod cado;
+pub mod falcon;
+pub mod faults;
+pub mod opencti;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::Serialize;
+
+/// Everything needed to start the three simulators.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Seed for every generated fleet, indicator set and random outcome.
+    pub seed: u64,
+    /// Address to bind; loopback only.
+    pub bind: IpAddr,
+    /// Port of the Falcon API simulator (0 = any free port).
+    pub falcon_port: u16,
+    /// Port of the OpenCTI simulator (0 = any free port).
+    pub opencti_port: u16,
+    /// Port of the Cado platform simulator (0 = any free port).
+    pub cado_port: u16,
+    /// Falcon simulator knobs.
+    pub falcon: falcon::FalconConfig,
+    /// OpenCTI simulator knobs.
+    pub opencti: opencti::OpenCtiConfig,
+    /// Cado simulator knobs.
+    pub cado: cado::CadoConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            falcon_port: 0,
+            opencti_port: 0,
+            cado_port: 0,
+            falcon: falcon::FalconConfig::default(),
+            opencti: opencti::OpenCtiConfig::default(),
+            cado: cado::CadoConfig::default(),
+        }
+    }
+}
+
+/// Where the simulators listen and the credentials they accept: the JSON line `cti-sandbox` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxInfo {
+    /// Base URL of the Falcon API simulator.
+    pub falcon_url: String,
+    /// Base URL of the OpenCTI simulator (GraphQL at `/graphql`, streams at `/stream/{id}`).
+    pub opencti_url: String,
+    /// Base URL of the Cado platform simulator.
+    pub cado_url: String,
+    /// OAuth2 client id accepted by the Falcon simulator.
+    pub falcon_client_id: String,
+    /// OAuth2 client secret accepted by the Falcon simulator (a sandbox credential, not a real secret).
+    pub falcon_client_secret: String,
+    /// API token accepted by the OpenCTI simulator.
+    pub opencti_token: String,
+    /// Id of the live stream that carries the generated indicators.
+    pub live_stream_id: String,
+    /// API key accepted by the Cado simulator.
+    pub cado_api_key: String,
+}
+
+/// Errors starting the sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}")]
+    Bind {
+        /// The address that was refused.
+        addr: SocketAddr,
+        /// The underlying IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bind address is not a loopback address.
+    #[error("refusing to bind non-loopback address {0}: the sandbox serves loopback only")]
+    NotLoopback(IpAddr),
+}
+
+/// A running sandbox: the three servers, until [`Sandbox::shutdown`] or drop.
+pub struct Sandbox {
+    info: SandboxInfo,
+    falcon: falcon::FalconServer,
+    opencti: opencti::OpenCtiServer,
+    cado: cado::CadoServer,
+}
+
+impl Sandbox {
+    /// Binds the three servers and starts serving in the current tokio runtime.
+    pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if !config.bind.is_loopback() {
+            return Err(SandboxError::NotLoopback(config.bind));
+        }
+        let bind = |port| async move {
+            let addr = SocketAddr::new(config.bind, port);
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| SandboxError::Bind { addr, source })
+        };
+        let falcon_listener = bind(config.falcon_port).await?;
+        let opencti_listener = bind(config.opencti_port).await?;
+        let cado_listener = bind(config.cado_port).await?;
+
+        let cado = cado::CadoServer::start(cado_listener, config.cado.clone(), config.seed);
+        let falcon = falcon::FalconServer::start(
+            falcon_listener,
+            config.falcon.clone(),
+            config.seed,
+            cado.bucket(),
+        );
+        let opencti = opencti::OpenCtiServer::start(opencti_listener, config.opencti.clone(), config.seed);
+        let info = SandboxInfo {
+            falcon_url: falcon.url(),
+            opencti_url: opencti.url(),
+            cado_url: cado.url(),
+            falcon_client_id: falcon.client_id(),
+            falcon_client_secret: falcon.client_secret(),
+            opencti_token: opencti.token(),
+            live_stream_id: opencti.live_stream_id(),
+            cado_api_key: cado.api_key(),
+        };
+        Ok(Sandbox { info, falcon, opencti, cado })
+    }
+
+    /// URLs and credentials.
+    pub fn info(&self) -> &SandboxInfo {
+        &self.info
+    }
+
+    /// The Falcon simulator (for in-process inspection in tests and demos).
+    pub fn falcon(&self) -> &falcon::FalconServer {
+        &self.falcon
+    }
+
+    /// The OpenCTI simulator.
+    pub fn opencti(&self) -> &opencti::OpenCtiServer {
+        &self.opencti
+    }
+
+    /// The Cado simulator.
+    pub fn cado(&self) -> &cado::CadoServer {
+        &self.cado
+    }
+
+    /// Stops all three servers.
+    pub async fn shutdown(self) {
+        self.falcon.shutdown().await;
+        self.opencti.shutdown().await;
+        self.cado.shutdown().await;
+    }
+}

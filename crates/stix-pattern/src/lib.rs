@@ -1,0 +1,1 @@
+//! stix-pattern (see README).
