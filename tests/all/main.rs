@@ -1,1 +1,9 @@
-//! End-to-end tests against the sandbox.
+//! End-to-end tests of our clients against the sandbox (one module per area).
+
+mod alerts;
+mod auth;
+mod common;
+mod hosts;
+mod iocs;
+mod opencti;
+mod rtr;

@@ -1,14 +1,59 @@
-//! Faithful local simulators of the CrowdStrike Falcon API, OpenCTI and the Cado platform API.
+//! Faithful local simulators of the CrowdStrike Falcon API, OpenCTI and the Cado platform API, for
+//! demos, end-to-end tests and benchmarks. Each is an axum server on loopback, started in-process
+//! (this crate) or standalone (the `cti-sandbox` binary).
 //!
 //! The sandbox speaks the wire contract written in `shared/reference/` and shares no types with the
 //! client crates of this workspace (Architecture Invariant 4), so a field-name mistake in a client
-//! cannot hide behind a shared struct.
+//! cannot hide behind a shared struct. Tests inspect and steer it over HTTP through each server's
+//! control API under `/_sandbox/` (see `docs/sandbox.md`).
+//!
+//! Start all three servers and read where they listen:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sandbox::SandboxError> {
 //! let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::default()).await?;
-//! println!("{}", serde_json::to_string(sandbox.info()).unwrap());
+//! let info = sandbox.info();
+//! println!("Falcon at {} (client id {})", info.falcon_url, info.falcon_client_id);
 //! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Shape the scenario: a larger fleet, some offline hosts that come back, failing collectors, no
+//! rate limit, injected faults:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sandbox::SandboxError> {
+//! use std::time::Duration;
+//! use sandbox::{SandboxConfig, falcon::FalconConfig, faults::FaultConfig};
+//! let config = SandboxConfig {
+//!     seed: 7,
+//!     falcon: FalconConfig {
+//!         hosts: 10_000,
+//!         offline_share: 0.3,
+//!         online_within: Some(Duration::from_secs(30)),
+//!         failure_rate: 0.1,
+//!         collector_duration: Duration::from_secs(5),
+//!         rate_limit_per_minute: None,
+//!         faults: FaultConfig { error_rate: 0.01, ..FaultConfig::default() },
+//!         ..FalconConfig::default()
+//!     },
+//!     ..SandboxConfig::default()
+//! };
+//! let sandbox = sandbox::Sandbox::start(config).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Change knobs at run time and read state back over the control API:
+//!
+//! ```no_run
+//! # async fn demo(sandbox: &sandbox::Sandbox) -> Result<(), Box<dyn std::error::Error>> {
+//! use sandbox::faults::FaultPatch;
+//! // In-process: inject 5xx on every Falcon request.
+//! sandbox.falcon().faults().update(&FaultPatch { error_rate: Some(1.0), ..FaultPatch::default() });
+//! // Over HTTP: the same with `POST {falcon_url}/_sandbox/faults {"error_rate": 1.0}`; the IOC
+//! // store is `GET {falcon_url}/_sandbox/iocs`, request counts `GET {falcon_url}/_sandbox/requests`.
+//! let captures = sandbox.cado().bucket().captures();
+//! println!("{} captures uploaded", captures.len());
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -59,7 +104,9 @@ impl Default for SandboxConfig {
 }
 
 /// Where the simulators listen and the credentials they accept: the JSON line `cti-sandbox` prints.
-#[derive(Debug, Clone, Serialize)]
+///
+/// The credentials are sandbox credentials, but `Debug` still redacts them.
+#[derive(Clone, Serialize)]
 pub struct SandboxInfo {
     /// Base URL of the Falcon API simulator.
     pub falcon_url: String,
@@ -77,6 +124,21 @@ pub struct SandboxInfo {
     pub live_stream_id: String,
     /// API key accepted by the Cado simulator.
     pub cado_api_key: String,
+}
+
+impl std::fmt::Debug for SandboxInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxInfo")
+            .field("falcon_url", &self.falcon_url)
+            .field("opencti_url", &self.opencti_url)
+            .field("cado_url", &self.cado_url)
+            .field("falcon_client_id", &self.falcon_client_id)
+            .field("falcon_client_secret", &"<redacted>")
+            .field("opencti_token", &"<redacted>")
+            .field("live_stream_id", &self.live_stream_id)
+            .field("cado_api_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Errors starting the sandbox.
@@ -128,7 +190,8 @@ impl Sandbox {
             config.seed,
             cado.bucket(),
         );
-        let opencti = opencti::OpenCtiServer::start(opencti_listener, config.opencti.clone(), config.seed);
+        let opencti =
+            opencti::OpenCtiServer::start(opencti_listener, config.opencti.clone(), config.seed);
         let info = SandboxInfo {
             falcon_url: falcon.url(),
             opencti_url: opencti.url(),
@@ -139,7 +202,12 @@ impl Sandbox {
             live_stream_id: opencti.live_stream_id(),
             cado_api_key: cado.api_key(),
         };
-        Ok(Sandbox { info, falcon, opencti, cado })
+        Ok(Sandbox {
+            info,
+            falcon,
+            opencti,
+            cado,
+        })
     }
 
     /// URLs and credentials.
@@ -167,5 +235,46 @@ impl Sandbox {
         self.falcon.shutdown().await;
         self.opencti.shutdown().await;
         self.cado.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_debug_redacts_credentials() {
+        let info = SandboxInfo {
+            falcon_url: "http://127.0.0.1:1".into(),
+            opencti_url: "http://127.0.0.1:2".into(),
+            cado_url: "http://127.0.0.1:3".into(),
+            falcon_client_id: "id".into(),
+            falcon_client_secret: "falcon-secret".into(),
+            opencti_token: "octi-token".into(),
+            live_stream_id: "stream".into(),
+            cado_api_key: "cado-key".into(),
+        };
+        let debug = format!("{info:?}");
+        for secret in ["falcon-secret", "octi-token", "cado-key"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("http://127.0.0.1:1") && debug.contains("<redacted>"));
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            json["falcon_client_secret"], "falcon-secret",
+            "the JSON line carries them"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_non_loopback_addresses() {
+        let config = SandboxConfig {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ..SandboxConfig::default()
+        };
+        assert!(matches!(
+            Sandbox::start(config).await,
+            Err(SandboxError::NotLoopback(_))
+        ));
     }
 }

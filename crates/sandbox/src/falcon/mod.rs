@@ -1,34 +1,467 @@
-//! Falcon API simulator. (Skeleton: the sandbox-falcon work fills this in.)
+//! Falcon API simulator: OAuth2, rate limits, hosts and host groups, IOC Manager, alerts and Real
+//! Time Response over a generated fleet whose hosts implement the collector protocol
+//! (`docs/collector-protocol.md`).
+//!
+//! Every route and knob is documented in `docs/sandbox.md`. Module map:
+//! [`fql`] (filter parser), `wire` (envelope), `auth` (tokens and rate limit), `fleet` (hosts and
+//! host groups), `iocs` (IOC Manager), `alerts`, `rtr` (sessions, commands, host model, libraries),
+//! `control` (`/_sandbox/...`).
 
+#![allow(clippy::result_large_err)] // handlers return early with a ready `Response`; it is never stored
+
+mod alerts;
+mod auth;
+mod control;
+mod fleet;
+pub mod fql;
+mod host;
+mod iocs;
+mod rtr;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-/// Falcon simulator knobs.
-#[derive(Debug, Clone, Default)]
-pub struct FalconConfig {}
+use crate::cado::Bucket;
+use crate::faults::{FaultConfig, Faults, Injected};
+
+/// Falcon simulator knobs. Plain fields with [`Default`]; see `docs/sandbox.md`.
+#[derive(Debug, Clone)]
+pub struct FalconConfig {
+    /// Number of generated hosts (default 100).
+    pub hosts: usize,
+    /// Number of generated host groups (default 6).
+    pub host_groups: usize,
+    /// Share of hosts that start offline (default 0.2).
+    pub offline_share: f64,
+    /// Offline hosts come online at a random moment within this delay after start (`None`: they
+    /// stay offline until `/_sandbox/hosts/online` says otherwise). Default `None`.
+    pub online_within: Option<Duration>,
+    /// Share of collector runs that fail (default 0.0).
+    pub failure_rate: f64,
+    /// How long a collector runs before it exits (default 3 s).
+    pub collector_duration: Duration,
+    /// Requests per minute per client id, sliding window; `None` disables the limit (default 6,000).
+    pub rate_limit_per_minute: Option<u32>,
+    /// OAuth2 token lifetime (default 1,799 s: `expires_in`).
+    pub token_ttl: Duration,
+    /// RTR session lifetime without refresh (default 600 s).
+    pub session_ttl: Duration,
+    /// RTR stdout chunk size: longer output spans several `sequence_id`s (default 4,096 bytes).
+    pub stdout_chunk_bytes: usize,
+    /// Accepted client id (`None`: derived from the seed).
+    pub client_id: Option<String>,
+    /// Accepted client secret (`None`: derived from the seed).
+    pub client_secret: Option<String>,
+    /// Customer id of the simulated tenant (`None`: derived from the seed).
+    pub cid: Option<String>,
+    /// Value of the `X-Cs-Region` header (default `US-1`). Real Falcon sends lower-case `us-1`, but
+    /// FalconPy 1.6.6 then moves a custom `base_url` to `https://api.crowdstrike.com` (it compares the
+    /// dash-stripped header case-sensitively with `US1`); `US-1` names the same region and keeps it
+    /// on the sandbox. See `docs/sandbox.md`.
+    pub region: String,
+    /// Number of generated alerts (`None`: one per four hosts).
+    pub alerts: Option<usize>,
+    /// IOCs created at start (by the sandbox's own client id), for benchmarks. Default 0.
+    pub iocs: usize,
+    /// Fault injection at start.
+    pub faults: FaultConfig,
+}
+
+impl Default for FalconConfig {
+    fn default() -> Self {
+        Self {
+            hosts: 100,
+            host_groups: 6,
+            offline_share: 0.2,
+            online_within: None,
+            failure_rate: 0.0,
+            collector_duration: Duration::from_secs(3),
+            rate_limit_per_minute: Some(6_000),
+            token_ttl: Duration::from_secs(1_799),
+            session_ttl: Duration::from_secs(600),
+            stdout_chunk_bytes: 4_096,
+            client_id: None,
+            client_secret: None,
+            cid: None,
+            region: "US-1".to_string(),
+            alerts: None,
+            iocs: 0,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// Knobs that can change at run time through `POST /_sandbox/knobs` (partial JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Knobs {
+    /// Requests per minute per client id; `null` disables the limit.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Token lifetime for tokens issued from now on, in seconds.
+    pub token_ttl_secs: u64,
+    /// RTR session lifetime, in seconds.
+    pub session_ttl_secs: u64,
+    /// Share of collector runs that fail.
+    pub failure_rate: f64,
+    /// Collector run time, in milliseconds.
+    pub collector_duration_ms: u64,
+    /// RTR stdout chunk size in bytes.
+    pub stdout_chunk_bytes: usize,
+    /// `X-Cs-Region` value.
+    pub region: String,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs::from(&FalconConfig::default())
+    }
+}
+
+impl From<&FalconConfig> for Knobs {
+    fn from(c: &FalconConfig) -> Self {
+        Knobs {
+            rate_limit_per_minute: c.rate_limit_per_minute,
+            token_ttl_secs: c.token_ttl.as_secs(),
+            session_ttl_secs: c.session_ttl.as_secs(),
+            failure_rate: c.failure_rate,
+            collector_duration_ms: c.collector_duration.as_millis() as u64,
+            stdout_chunk_bytes: c.stdout_chunk_bytes.max(16),
+            region: c.region.clone(),
+        }
+    }
+}
+
+/// Shared state of one Falcon simulator.
+pub(crate) struct Sim {
+    pub client_id: String,
+    pub client_secret: String,
+    pub cid: String,
+    pub knobs: RwLock<Knobs>,
+    pub auth: auth::AuthState,
+    pub fleet: RwLock<fleet::Fleet>,
+    pub iocs: RwLock<iocs::IocStore>,
+    pub alerts: RwLock<alerts::AlertStore>,
+    pub rtr: Mutex<rtr::Rtr>,
+    pub requests: Mutex<HashMap<String, u64>>,
+    pub faults: Faults,
+    pub bucket: Bucket,
+    pub seed: u64,
+}
+
+impl Sim {
+    pub(crate) fn knobs(&self) -> Knobs {
+        self.knobs.read().expect("knobs lock").clone()
+    }
+}
+
+pub(crate) type Shared = Arc<Sim>;
 
 /// A running Falcon API simulator.
 pub struct FalconServer {
     url: String,
+    sim: Shared,
+    stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FalconServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FalconServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn derive_hex(rng: &mut StdRng, bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 impl FalconServer {
-    /// Starts serving on `listener`.
-    pub fn start(listener: TcpListener, _config: FalconConfig, _seed: u64, _bucket: crate::cado::Bucket) -> Self {
+    /// Starts serving on `listener` in the current tokio runtime. Simulated hosts whose collector
+    /// succeeds upload their capture into `bucket`.
+    pub fn start(listener: TcpListener, config: FalconConfig, seed: u64, bucket: Bucket) -> Self {
         let url = format!("http://{}", listener.local_addr().expect("bound listener"));
-        FalconServer { url }
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xFA1C_0000);
+        let client_id = config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| derive_hex(&mut rng, 16));
+        let client_secret = config
+            .client_secret
+            .clone()
+            .unwrap_or_else(|| derive_hex(&mut rng, 20));
+        let cid = config
+            .cid
+            .clone()
+            .unwrap_or_else(|| derive_hex(&mut rng, 16).to_uppercase());
+        let started = Instant::now();
+        let fleet = fleet::Fleet::generate(&config, seed, &cid, started);
+        let alerts = alerts::AlertStore::generate(
+            &fleet,
+            config.alerts.unwrap_or(config.hosts / 4),
+            seed,
+            &cid,
+        );
+        let mut iocs = iocs::IocStore::default();
+        iocs.preload(config.iocs, seed, &client_id);
+        let sim = Arc::new(Sim {
+            client_id,
+            client_secret,
+            cid,
+            knobs: RwLock::new(Knobs::from(&config)),
+            auth: auth::AuthState::default(),
+            fleet: RwLock::new(fleet),
+            iocs: RwLock::new(iocs),
+            alerts: RwLock::new(alerts),
+            rtr: Mutex::new(rtr::Rtr::default()),
+            requests: Mutex::new(HashMap::new()),
+            faults: Faults::new(config.faults.clone(), seed),
+            bucket,
+            seed,
+        });
+        let app = router(sim.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "falcon simulator stopped");
+            }
+        });
+        let ticker = tokio::spawn(rtr::ticker(sim.clone()));
+        FalconServer {
+            url,
+            sim,
+            stop: Some(stop),
+            tasks: vec![server, ticker],
+        }
     }
-    /// Base URL.
+
+    /// Base URL (`http://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
         self.url.clone()
     }
+
     /// Accepted client id.
     pub fn client_id(&self) -> String {
-        String::new()
+        self.sim.client_id.clone()
     }
-    /// Accepted client secret.
+
+    /// Accepted client secret (a sandbox credential).
     pub fn client_secret(&self) -> String {
-        String::new()
+        self.sim.client_secret.clone()
     }
-    /// Stops the server.
-    pub async fn shutdown(self) {}
+
+    /// Customer id of the simulated tenant.
+    pub fn cid(&self) -> String {
+        self.sim.cid.clone()
+    }
+
+    /// The fault state (also reachable at `/_sandbox/faults`).
+    pub fn faults(&self) -> Faults {
+        self.sim.faults.clone()
+    }
+
+    /// Current run-time knobs.
+    pub fn knobs(&self) -> Knobs {
+        self.sim.knobs()
+    }
+
+    /// Stops the server and its background tasks.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let mut tasks = std::mem::take(&mut self.tasks);
+        if let Some(ticker) = tasks.pop() {
+            ticker.abort();
+        }
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for FalconServer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn router(sim: Shared) -> Router {
+    let api = Router::new()
+        .merge(auth::routes())
+        .merge(fleet::routes())
+        .merge(iocs::routes())
+        .merge(alerts::routes())
+        .merge(rtr::routes())
+        .with_state(sim.clone())
+        .route_layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            middleware,
+        ))
+        .fallback(fallback);
+    api.merge(control::routes(sim.clone()))
+        .merge(crate::faults::routes(sim.faults.clone()))
+}
+
+async fn fallback(request: Request) -> Response {
+    let ctx = wire::Ctx {
+        trace_id: uuid::Uuid::new_v4().to_string(),
+        start: Instant::now(),
+        client_id: String::new(),
+    };
+    let path = request.uri().path().to_string();
+    wire::CTX
+        .scope(ctx, async move {
+            wire::error(
+                StatusCode::NOT_FOUND,
+                "crowdstrike-api-gateway",
+                format!("no route for {path}"),
+            )
+        })
+        .await
+}
+
+/// Counting, faults, authentication, rate limiting and the common headers, for every API route.
+async fn middleware(
+    State(sim): State<Shared>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let route = format!(
+        "{} {}",
+        request.method(),
+        matched
+            .as_ref()
+            .map(MatchedPath::as_str)
+            .unwrap_or(request.uri().path())
+    );
+    *sim.requests
+        .lock()
+        .expect("requests lock")
+        .entry(route)
+        .or_default() += 1;
+    let trace_id = uuid::Uuid::new_v4().to_string();
+    let knobs_region = sim.knobs.read().expect("knobs lock").region.clone();
+    let path = request.uri().path().to_string();
+    let mut ctx = wire::Ctx {
+        trace_id: trace_id.clone(),
+        start,
+        client_id: String::new(),
+    };
+
+    let latency = sim.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let is_auth_route = path.starts_with("/oauth2/");
+    let mut limit_headers: Option<auth::LimitHeaders> = None;
+    let response = 'answer: {
+        if let Some(injected) = sim.faults.decide() {
+            let response = wire::CTX
+                .scope(ctx.clone(), async {
+                    match injected {
+                        Injected::ServerError(status) => wire::error(
+                            status,
+                            "crowdstrike-api-gateway",
+                            format!("Internal Server Error: Please provide trace-id='{trace_id}' to support"),
+                        ),
+                        Injected::Throttle { retry_after_secs } => {
+                            let mut r = wire::error(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "crowdstrike-api-gateway",
+                                "API rate limit exceeded.",
+                            );
+                            let at = chrono::Utc::now().timestamp() as u64 + retry_after_secs.max(1);
+                            r.headers_mut().insert("x-ratelimit-retryafter", HeaderValue::from(at));
+                            r.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(0));
+                            r
+                        }
+                    }
+                })
+                .await;
+            break 'answer response;
+        }
+        if !is_auth_route {
+            match auth::authenticate(&sim, request.headers()) {
+                Ok(client_id) => ctx.client_id = client_id,
+                Err(()) => {
+                    let mut r = wire::CTX
+                        .scope(ctx.clone(), async {
+                            wire::error(
+                                StatusCode::UNAUTHORIZED,
+                                "crowdstrike-api-gateway",
+                                "access denied, invalid bearer token",
+                            )
+                        })
+                        .await;
+                    r.headers_mut()
+                        .insert("x-ratelimit-limit", HeaderValue::from(15));
+                    r.headers_mut()
+                        .insert("x-ratelimit-remaining", HeaderValue::from(14));
+                    break 'answer r;
+                }
+            }
+            match auth::rate_limit(&sim, &ctx.client_id) {
+                Ok(headers) => limit_headers = Some(headers),
+                Err(headers) => {
+                    let mut r = wire::CTX
+                        .scope(ctx.clone(), async {
+                            wire::error(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "crowdstrike-api-gateway",
+                                "API rate limit exceeded.",
+                            )
+                        })
+                        .await;
+                    headers.apply(&mut r);
+                    break 'answer r;
+                }
+            }
+        }
+        wire::CTX.scope(ctx.clone(), next.run(request)).await
+    };
+    let mut response = response;
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+        headers.insert("x-cs-traceid", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&knobs_region) {
+        headers.insert("x-cs-region", v);
+    }
+    if let Some(limit) = limit_headers {
+        limit.apply(&mut response);
+    } else if is_auth_route {
+        response
+            .headers_mut()
+            .entry("x-ratelimit-limit")
+            .or_insert(HeaderValue::from(300));
+        response
+            .headers_mut()
+            .entry("x-ratelimit-remaining")
+            .or_insert(HeaderValue::from(299));
+    }
+    response
 }

@@ -1,0 +1,276 @@
+//! `ioc-sync demo` and `ioc-sync bench`: an initial sync against the embedded sandbox.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ioc_sync::config::Config;
+use ioc_sync::mapping::{MappingOptions, map_indicator};
+use sandbox::{Sandbox, SandboxConfig, SandboxInfo};
+
+/// Starts a sandbox with `indicators` indicators and Falcon's real rate limit.
+async fn start_sandbox(indicators: usize) -> anyhow::Result<Sandbox> {
+    let mut cfg = SandboxConfig::default();
+    cfg.opencti.indicators = indicators;
+    cfg.opencti.heartbeat_interval = Duration::from_millis(500);
+    cfg.falcon.rate_limit_per_minute = Some(6000);
+    cfg.falcon.hosts = 10;
+    Sandbox::start(cfg).await.context("starting the sandbox")
+}
+
+/// The connector's environment for a sandbox, with its files under `dir`.
+pub fn sandbox_env(info: &SandboxInfo, dir: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("OPENCTI_URL", info.opencti_url.clone());
+    set("OPENCTI_TOKEN", info.opencti_token.clone());
+    set(
+        "CONNECTOR_ID",
+        "6a4c9c0e-1f3b-4b4e-9a59-2d5d2f6c0001".into(),
+    );
+    set("CONNECTOR_LIVE_STREAM_ID", info.live_stream_id.clone());
+    set("CONNECTOR_LOG_LEVEL", "warn".into());
+    set("CROWDSTRIKE_API_BASE_URL", info.falcon_url.clone());
+    set("CROWDSTRIKE_CLIENT_ID", info.falcon_client_id.clone());
+    set(
+        "CROWDSTRIKE_CLIENT_SECRET",
+        info.falcon_client_secret.clone(),
+    );
+    set(
+        "IOC_SYNC_STATE_FILE",
+        dir.join("state.json").display().to_string(),
+    );
+    set(
+        "IOC_SYNC_DEAD_LETTER_FILE",
+        dir.join("dead-letter.jsonl").display().to_string(),
+    );
+    env
+}
+
+/// The IOC keys (`type:value`) the indicators currently in the sandbox's OpenCTI should produce.
+pub async fn expected_iocs(
+    http: &reqwest::Client,
+    info: &SandboxInfo,
+) -> anyhow::Result<BTreeSet<String>> {
+    let v: serde_json::Value = http
+        .get(format!("{}/_sandbox/indicators", info.opencti_url))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let now = chrono::Utc::now();
+    let mut out = BTreeSet::new();
+    for ind in v["indicators"].as_array().into_iter().flatten() {
+        // The live stream carries neither revoked nor inferred indicators (default filters, no inferences).
+        let inferred = ind["extensions"][ioc_sync::mapping::OPENCTI_EXTENSION]["is_inferred"]
+            .as_bool()
+            == Some(true);
+        if ind.get("revoked").and_then(|r| r.as_bool()) == Some(true) || inferred {
+            continue;
+        }
+        let m = map_indicator(ind, &MappingOptions::default(), now);
+        if m.withdrawn.is_none() {
+            out.extend(m.iocs.iter().map(|i| i.key.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The live (not soft-deleted) IOCs in the sandbox's Falcon, as `type:value`.
+pub async fn falcon_iocs(
+    http: &reqwest::Client,
+    info: &SandboxInfo,
+) -> anyhow::Result<BTreeSet<String>> {
+    let v: serde_json::Value = http
+        .get(format!("{}/_sandbox/iocs", info.falcon_url))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(v["iocs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            !i["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x == "TO_DELETE"))
+        })
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap_or(""),
+                i["value"].as_str().unwrap_or("")
+            )
+        })
+        .collect())
+}
+
+async fn falcon_requests(http: &reqwest::Client, info: &SandboxInfo) -> anyhow::Result<(u64, u64)> {
+    let v: serde_json::Value = http
+        .get(format!("{}/_sandbox/requests", info.falcon_url))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let total = v["total"].as_u64().unwrap_or(0);
+    let ioc: u64 = v["routes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.contains("/iocs/"))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    Ok((total, ioc))
+}
+
+/// `ioc-sync demo`.
+pub async fn demo(indicators: usize) -> anyhow::Result<()> {
+    println!(
+        "Starting the sandbox (simulated OpenCTI with {indicators} indicators, simulated Falcon at 6,000 requests/minute)..."
+    );
+    let sb = start_sandbox(indicators).await?;
+    let info = sb.info().clone();
+    let dir = std::env::temp_dir().join(format!("ioc-sync-demo-{}", std::process::id()));
+    let env = sandbox_env(&info, &dir);
+    let (config, _) = Config::load(&env, None)?;
+    println!("Syncing OpenCTI -> Falcon until caught up...");
+    let started = Instant::now();
+    let summary = ioc_sync::run(
+        &config,
+        &ioc_sync::RunOptions {
+            until_caught_up: true,
+            ..Default::default()
+        },
+        std::future::pending(),
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    let http = reqwest::Client::new();
+    let expected = expected_iocs(&http, &info).await?;
+    let actual = falcon_iocs(&http, &info).await?;
+    let (_, ioc_requests) = falcon_requests(&http, &info).await?;
+    println!();
+    println!("  stream events read      {}", summary.events);
+    println!("  indicator events        {}", summary.data_events);
+    println!("  IOCs created            {}", summary.created);
+    println!("  IOCs updated            {}", summary.updated);
+    println!("  IOCs unchanged          {}", summary.unchanged);
+    println!("  dead letters            {}", summary.dead_letters);
+    for (reason, n) in &summary.skipped {
+        println!("  skipped ({reason:<22}) {n}");
+    }
+    println!("  Falcon IOC requests     {ioc_requests}");
+    println!("  elapsed                 {:.1} s", elapsed.as_secs_f64());
+    println!();
+    let missing = expected.difference(&actual).count();
+    let extra = actual.difference(&expected).count();
+    if missing == 0 && extra == 0 {
+        println!(
+            "Falcon holds exactly the {} IOCs the OpenCTI indicators call for.",
+            actual.len()
+        );
+    } else {
+        println!(
+            "Falcon holds {} IOCs; {missing} expected ones are missing and {extra} are unexpected.",
+            actual.len()
+        );
+        for k in expected.difference(&actual).take(10) {
+            println!("  missing    {k}");
+        }
+        for k in actual.difference(&expected).take(10) {
+            println!("  unexpected {k}");
+        }
+    }
+    sb.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if missing > 0 || extra > 0 {
+        bail!("the sync did not converge");
+    }
+    Ok(())
+}
+
+/// `ioc-sync bench`: the connector runs as a child process (`run --until-caught-up`) so that its peak
+/// RSS is its own, not the in-process sandbox's.
+pub async fn bench(indicators: usize) -> anyhow::Result<()> {
+    println!(
+        "Starting the sandbox with {indicators} indicators and a 6,000 requests/minute Falcon limit..."
+    );
+    let sb = start_sandbox(indicators).await?;
+    let info = sb.info().clone();
+    let dir = std::env::temp_dir().join(format!("ioc-sync-bench-{}", std::process::id()));
+    let env = sandbox_env(&info, &dir);
+    let exe = std::env::current_exe().context("locating the ioc-sync binary")?;
+    let started = Instant::now();
+    let out = tokio::process::Command::new(exe)
+        .args(["run", "--until-caught-up"])
+        .env_clear()
+        .envs(&env)
+        .env("IOC_SYNC_REPORT_PEAK_RSS", "1")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running the connector")?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("the connector exited with {}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut summary = serde_json::Value::Null;
+    let mut rss = None;
+    for line in stdout.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(kb) = v.get("peak_rss_kb") {
+                rss = kb.as_u64();
+            } else {
+                summary = v;
+            }
+        }
+    }
+    let http = reqwest::Client::new();
+    let (total, ioc) = falcon_requests(&http, &info).await?;
+    let actual = falcon_iocs(&http, &info).await?;
+    let expected = expected_iocs(&http, &info).await?;
+    println!("indicators              {indicators}");
+    println!(
+        "IOCs in Falcon          {} (expected {}, exact: {})",
+        actual.len(),
+        expected.len(),
+        actual == expected
+    );
+    println!(
+        "elapsed                 {:.1} s (target < 60 s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "Falcon requests         {total} total, {ioc} IOC API = {:.2} per 1,000 indicators (target <= 15)",
+        ioc as f64 * 1000.0 / indicators.max(1) as f64
+    );
+    match rss {
+        Some(kb) => println!(
+            "connector peak RSS      {:.1} MB (target < 64 MB)",
+            kb as f64 / 1024.0
+        ),
+        None => println!("connector peak RSS      unknown (no /proc/self/status)"),
+    }
+    println!("summary                 {summary}");
+    sb.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in KiB.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}

@@ -1,0 +1,11 @@
+//! Integration tests of falcon-sdk (one binary, one module per area).
+
+mod alerts;
+mod auth;
+mod common;
+mod hosts;
+mod iocs;
+mod rtr;
+mod rtr_files;
+mod secrets;
+mod transport;

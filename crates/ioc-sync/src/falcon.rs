@@ -1,0 +1,251 @@
+//! The Falcon side: [`FalconStore`] implements [`IocStore`] over `falcon-sdk`'s IOC API, scoped to
+//! the IOCs the connector owns (`created_by` = its API client id and `source` = `OpenCTI IOC`).
+
+use falcon_sdk::fql::Fql;
+use falcon_sdk::iocs::{Action, Indicator, IndicatorUpdate, NewIndicator, Platform};
+use falcon_sdk::{FalconClient, iocs};
+use futures::{Stream, TryStreamExt};
+use secrecy::ExposeSecret;
+
+use crate::batch::{ExistingIoc, IocUpdate};
+use crate::config::{Config, IocAction};
+use crate::engine::{IocStore, ItemFailure, falcon_error};
+use crate::error::Error;
+use crate::mapping::{
+    COMMENT_IMPORT, COMMENT_WITHDRAW, DesiredIoc, IocKey, IocType, SOURCE, Severity, parse_time,
+};
+
+/// Builds the Falcon client from the configuration.
+pub fn client(config: &Config) -> Result<FalconClient, Error> {
+    let cs = &config.crowdstrike;
+    let mut b = FalconClient::builder()
+        .client_id(cs.client_id.clone())
+        .client_secret(secrecy::SecretString::from(
+            cs.client_secret.expose_secret().to_string(),
+        ))
+        .base_url(cs.endpoint.base_url())
+        .ioc_batch_size(config.sync.write_chunk)
+        .user_agent(concat!("ioc-sync/", env!("CARGO_PKG_VERSION")));
+    if let Some(cid) = &cs.member_cid {
+        b = b.member_cid(cid.clone());
+    }
+    b.build()
+        .map_err(|e| falcon_error("client setup", false, e))
+}
+
+/// Owned-IOC lookups and writes through `falcon-sdk`.
+#[derive(Clone)]
+pub struct FalconStore {
+    client: FalconClient,
+    owner: String,
+}
+
+impl std::fmt::Debug for FalconStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FalconStore")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sdk(phase: &'static str, e: falcon_sdk::Error) -> Error {
+    let retryable = e.is_retryable()
+        || matches!(e.status().map(|s| s.as_u16()), Some(401 | 403 | 408 | 429))
+        || e.status().is_some_and(|s| s.is_server_error());
+    falcon_error(phase, retryable, e)
+}
+
+impl FalconStore {
+    /// A store whose IOCs are those created by `client`'s API client id with source `OpenCTI IOC`.
+    pub fn new(client: FalconClient) -> FalconStore {
+        let owner = client.client_id().to_string();
+        FalconStore { client, owner }
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &FalconClient {
+        &self.client
+    }
+
+    /// The FQL that selects the connector's IOCs.
+    pub fn owned_filter(&self) -> Fql {
+        Fql::eq("created_by", self.owner.as_str()).and(Fql::eq("source", SOURCE))
+    }
+
+    /// Every IOC the connector owns (for reconcile), skipping deleted ones.
+    pub fn list_owned(&self) -> impl Stream<Item = Result<ExistingIoc, Error>> + Send + 'static {
+        self.client
+            .iocs()
+            .combined()
+            .filter(self.owned_filter().to_string())
+            .limit(500)
+            .stream()
+            .map_err(|e| sdk("list", e))
+            .try_filter_map(|i| async move { Ok(if i.deleted { None } else { existing(i) }) })
+    }
+}
+
+fn existing(i: Indicator) -> Option<ExistingIoc> {
+    let t = IocType::from_wire(i.type_.as_str())?;
+    Some(ExistingIoc {
+        id: i.id,
+        key: IocKey {
+            ioc_type: t,
+            value: i.value,
+        },
+        action: i.action.map(|a| a.as_str().to_string()),
+        mobile_action: i.mobile_action.map(|a| a.as_str().to_string()),
+        severity: i.severity.map(|s| s.as_str().to_string()),
+        platforms: i.platforms.iter().map(|p| p.as_str().to_string()).collect(),
+        tags: i.tags,
+        description: i.description,
+        expiration: i.expiration,
+        applied_globally: i.applied_globally,
+    })
+}
+
+fn action(a: IocAction) -> Action {
+    Action::from(a.as_str())
+}
+
+fn severity(s: Severity) -> iocs::Severity {
+    iocs::Severity::from(s.as_str())
+}
+
+fn platforms(p: &[String]) -> Vec<Platform> {
+    p.iter().map(|s| Platform::from(s.as_str())).collect()
+}
+
+/// The SDK create item for a desired IOC (the Python connector's fields).
+pub fn new_indicator(d: &DesiredIoc) -> NewIndicator {
+    let mut n = NewIndicator::new(
+        iocs::IocType::from(d.key.ioc_type.as_str()),
+        d.key.value.clone(),
+        action(d.action),
+    );
+    n.mobile_action = Some(action(d.mobile_action));
+    n.severity = d.severity.map(severity);
+    n.applied_globally = Some(true);
+    n.source = Some(SOURCE.to_string());
+    n.description = d.description.clone();
+    n.expiration = d.expiration.as_deref().and_then(parse_time);
+    n.tags = d.tags.clone().unwrap_or_default();
+    n.platforms = d.platforms.as_deref().map(platforms).unwrap_or_default();
+    n
+}
+
+fn update_item(u: &IocUpdate) -> IndicatorUpdate {
+    let mut x = IndicatorUpdate::new(u.id.clone());
+    x.action = Some(action(u.action));
+    x.mobile_action = Some(action(u.action));
+    x.tags = Some(u.tags.clone());
+    if u.full {
+        x.severity = u.severity.map(severity);
+        x.platforms = u.platforms.as_deref().map(platforms);
+        x.description = u.description.clone();
+        x.expiration = u.expiration.as_deref().and_then(parse_time);
+        x.applied_globally = Some(true);
+        x.source = Some(SOURCE.to_string());
+    }
+    x
+}
+
+fn failures(report: iocs::WriteReport) -> Vec<ItemFailure> {
+    report
+        .failed
+        .into_iter()
+        .map(|f| ItemFailure {
+            index: f.index,
+            key: match (f.ioc_type.as_deref().and_then(IocType::from_wire), f.value) {
+                (Some(t), Some(v)) => Some(IocKey {
+                    ioc_type: t,
+                    value: v,
+                }),
+                _ => None,
+            },
+            message: f.message,
+        })
+        .collect()
+}
+
+impl IocStore for FalconStore {
+    async fn lookup(&self, keys: &[IocKey]) -> Result<Vec<ExistingIoc>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        let filter = self
+            .owned_filter()
+            .and(Fql::any_of("value", values))
+            .to_string();
+        let found: Vec<Indicator> = self
+            .client
+            .iocs()
+            .combined()
+            .filter(filter)
+            .limit(500)
+            .stream()
+            .try_collect()
+            .await
+            .map_err(|e| sdk("lookup", e))?;
+        Ok(found
+            .into_iter()
+            .filter(|i| !i.deleted)
+            .filter_map(existing)
+            .collect())
+    }
+
+    async fn create(&self, items: &[DesiredIoc]) -> Result<Vec<ItemFailure>, Error> {
+        let report = self
+            .client
+            .iocs()
+            .create(items.iter().map(new_indicator).collect())
+            .comment(COMMENT_IMPORT)
+            .send()
+            .await
+            .map_err(|e| sdk("create", e))?;
+        Ok(failures(report))
+    }
+
+    async fn update(&self, items: &[IocUpdate]) -> Result<Vec<ItemFailure>, Error> {
+        let comment = if items.iter().all(|u| u.soft_delete) {
+            COMMENT_WITHDRAW
+        } else {
+            COMMENT_IMPORT
+        };
+        let report = self
+            .client
+            .iocs()
+            .update(items.iter().map(update_item).collect())
+            .comment(comment)
+            .send()
+            .await
+            .map_err(|e| sdk("update", e))?;
+        let mut f = failures(report);
+        // Updates are reported by id: attach the key so the engine can attribute them.
+        for x in &mut f {
+            if x.key.is_none()
+                && let Some(i) = x.index
+                && let Some(u) = items.get(i)
+            {
+                x.key = Some(u.key.clone());
+            }
+        }
+        Ok(f)
+    }
+
+    async fn delete(&self, ids: &[String]) -> Result<(), Error> {
+        self.client
+            .iocs()
+            .delete_ids(ids)
+            .comment(COMMENT_WITHDRAW)
+            .send()
+            .await
+            .map_err(|e| sdk("delete", e))?;
+        Ok(())
+    }
+
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        self.client.rate_limit().remaining
+    }
+}

@@ -1,0 +1,240 @@
+//! The connector's operations, wired to the real clients: [`run`], [`reconcile`], [`check`].
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::batch::{self, Change, Intent};
+use crate::config::Config;
+use crate::deadletter::DeadLetterFile;
+use crate::engine::{Engine, EngineOptions, RunEnd, Summary};
+use crate::error::Error;
+use crate::falcon::FalconStore;
+use crate::mapping::{self, IocKey, MappingOptions, TAG_TO_DELETE};
+use crate::opencti::{self, OpenCtiPinger, OpenCtiSource};
+use crate::state::StateFile;
+
+/// Options of [`run`] (command-line flags).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Look up and plan, write nothing, leave the cursor where it is.
+    pub dry_run: bool,
+    /// Exit once the recovery snapshot and everything up to the stream's last event id at connect
+    /// time is written.
+    pub until_caught_up: bool,
+}
+
+/// Runs the connector: register, resume from the saved state, sync until `shutdown` resolves (or until
+/// caught up). A remote state reset (from the OpenCTI UI) starts a full re-sync, as the Python connector.
+pub async fn run(
+    config: &Config,
+    options: &RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, Error> {
+    let falcon = crate::falcon::client(config)?;
+    let store = FalconStore::new(falcon);
+    let octi = opencti::client(config)?;
+    let state_file = StateFile::new(&config.sync.state_file);
+    let mut opts = EngineOptions::from_config(config);
+    opts.dry_run = options.dry_run;
+    opts.until_caught_up = options.until_caught_up;
+    let engine = Engine::new(
+        store,
+        opts,
+        state_file.clone(),
+        DeadLetterFile::new(&config.sync.dead_letter_file),
+    );
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let state = opencti::register(&octi, config, &state_file).await?;
+        info!(state = %state.to_connector_state(), "resuming from state");
+        let mut source = OpenCtiSource::open(&octi, config, state);
+        let pinger = OpenCtiPinger::new(octi.clone(), config.connector.id.clone(), None);
+        let end = engine.run(&mut source, &pinger, shutdown.as_mut()).await?;
+        let ended = match end {
+            RunEnd::StateReset => {
+                warn!("state reset in OpenCTI: starting a full re-sync");
+                state_file.clear().map_err(Error::StateFile)?;
+                continue;
+            }
+            RunEnd::Shutdown => "shutdown",
+            RunEnd::CaughtUp => "caught_up",
+            RunEnd::SourceEnded => "stream_ended",
+        };
+        return Ok(engine.stats().summary(ended));
+    }
+}
+
+/// What [`reconcile`] found and did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReconcileSummary {
+    /// Indicators matching the stream.
+    pub indicators: usize,
+    /// IOCs those indicators want.
+    pub wanted: usize,
+    /// Owned IOCs found in Falcon (not yet withdrawn ones and withdrawn ones).
+    pub owned: usize,
+    /// Writes made (or, in a dry run, that would be made).
+    pub writes: Summary,
+}
+
+/// Diffs the indicators matching the live stream against the IOCs the connector owns, and fixes the
+/// drift both ways: missing or outdated IOCs are written, owned IOCs no indicator wants are removed
+/// (soft or permanent delete as configured).
+pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummary, Error> {
+    let store = FalconStore::new(crate::falcon::client(config)?);
+    let octi = opencti::client(config)?;
+    let indicators = opencti::stream_indicators(&octi, &config.connector.live_stream_id).await?;
+    let owned: HashMap<IocKey, batch::ExistingIoc> = store
+        .list_owned()
+        .map_ok(|e| (e.key.clone(), e))
+        .try_collect()
+        .await?;
+    let mopts = MappingOptions::from_config(config);
+    let now = chrono::Utc::now();
+    let mut wanted: HashMap<IocKey, Change> = HashMap::new();
+    for stix in &indicators {
+        let m = mapping::map_indicator(stix, &mopts, now);
+        if m.withdrawn.is_some() {
+            continue;
+        }
+        for i in m.iocs {
+            wanted.insert(
+                i.key.clone(),
+                Change {
+                    key: i.key.clone(),
+                    intent: Intent::Upsert(i),
+                    event_id: "reconcile".into(),
+                    indicator_id: m.indicator_id.clone(),
+                },
+            );
+        }
+    }
+    let n_wanted = wanted.len();
+    let mut changes: Vec<Change> = wanted.into_values().collect();
+    for (k, e) in &owned {
+        if !changes.iter().any(|c| &c.key == k) {
+            let labels = e
+                .tags
+                .iter()
+                .filter(|t| *t != TAG_TO_DELETE)
+                .cloned()
+                .collect();
+            changes.push(Change {
+                key: k.clone(),
+                intent: Intent::Remove { labels },
+                event_id: "reconcile".into(),
+                indicator_id: None,
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.key.cmp(&b.key));
+    let refs: Vec<&Change> = changes.iter().collect();
+    let plan = batch::plan(&refs, &owned, config.crowdstrike.permanent_delete);
+    let mut opts = EngineOptions::from_config(config);
+    opts.dry_run = dry_run;
+    let engine = Engine::new(
+        store,
+        opts,
+        StateFile::new(&config.sync.state_file),
+        DeadLetterFile::new(&config.sync.dead_letter_file),
+    );
+    let mut dead = std::collections::HashSet::new();
+    engine.execute(plan, &mut dead).await?;
+    Ok(ReconcileSummary {
+        indicators: indicators.len(),
+        wanted: n_wanted,
+        owned: owned.len(),
+        writes: engine
+            .stats()
+            .summary(if dry_run { "dry_run" } else { "reconciled" }),
+    })
+}
+
+/// The verdict on one dependency.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckResult {
+    /// `opencti`, `live stream`, `falcon`.
+    pub name: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// What was found (version, stream name, or the error).
+    pub detail: String,
+}
+
+/// Checks connectivity and permissions: OpenCTI reachable with the token, the live stream exists and
+/// is running, Falcon accepts the credentials and allows IOC reads.
+pub async fn check(config: &Config) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let mut push = |name: &str, r: Result<String, String>| {
+        out.push(CheckResult {
+            name: name.into(),
+            ok: r.is_ok(),
+            detail: r.unwrap_or_else(|e| e),
+        })
+    };
+    match opencti::client(config) {
+        Err(e) => push("opencti", Err(format!("{e:#}"))),
+        Ok(c) => {
+            push(
+                "opencti",
+                c.health_check()
+                    .await
+                    .map(|v| format!("platform version {v}"))
+                    .map_err(|e| anyhow_like(&e)),
+            );
+            let id = &config.connector.live_stream_id;
+            if id == "live" || id == "raw" {
+                push("live stream", Ok(format!("global stream `{id}`")));
+            } else {
+                push(
+                    "live stream",
+                    match c.stream_collection(id).await {
+                        Ok(s) if s.stream_live => Ok(format!("`{}` is running", s.name)),
+                        Ok(s) => Err(format!("`{}` is stopped (stream_live = false)", s.name)),
+                        Err(e) => Err(anyhow_like(&e)),
+                    },
+                );
+            }
+        }
+    }
+    match crate::falcon::client(config) {
+        Err(e) => push("falcon", Err(format!("{e:#}"))),
+        Ok(c) => {
+            let store = FalconStore::new(c.clone());
+            let r = c
+                .iocs()
+                .query()
+                .filter(store.owned_filter().to_string())
+                .limit(1)
+                .send()
+                .await;
+            push(
+                "falcon",
+                r.map(|p| {
+                    format!(
+                        "authenticated; {} IOCs owned by this connector",
+                        p.total().unwrap_or(p.items.len() as u64)
+                    )
+                })
+                .map_err(|e| anyhow_like(&e)),
+            );
+        }
+    }
+    out
+}
+
+/// `error: cause: cause` for an error chain.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests of the sync engine against the sandbox (simulated OpenCTI + Falcon).
+
+mod common;
+mod sync;

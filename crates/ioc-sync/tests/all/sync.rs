@@ -1,0 +1,423 @@
+//! Initial sync, churn, deletes, faults, poison events, ownership.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_sync_equals_the_expected_ioc_set() {
+    let sb = sandbox(5_000, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&env(&info, dir.path()));
+    let summary = sync_until_caught_up(&config).await;
+    let want = expected(&info).await;
+    let have: std::collections::BTreeMap<String, serde_json::Value> = falcon_all(&info)
+        .await
+        .into_iter()
+        .map(|i| (key(&i), i))
+        .collect();
+    let missing: Vec<_> = want.keys().filter(|k| !have.contains_key(*k)).collect();
+    if !missing.is_empty() {
+        for k in missing.iter().take(3) {
+            let (t, v) = k.split_once(':').unwrap();
+            for ind in indicators(&info).await {
+                if ind["pattern"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(v)
+                {
+                    eprintln!("{t} {v} <- {ind}");
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "missing {missing:?}");
+    assert_eq!(have.len(), want.len(), "no unexpected IOC");
+    for (k, w) in &want {
+        let h = &have[k];
+        for f in [
+            "action",
+            "mobile_action",
+            "severity",
+            "source",
+            "applied_globally",
+        ] {
+            assert_eq!(h[f], w[f], "{k} field {f}");
+        }
+        assert_eq!(h["created_by"], json!(info.falcon_client_id));
+    }
+    assert_eq!(summary.dead_letters, 0);
+    assert!(
+        summary
+            .skipped
+            .get("unsupported_type")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    sb.shutdown().await;
+}
+
+/// No two IOCs with the same type and value.
+async fn assert_no_duplicates(info: &sandbox::SandboxInfo) {
+    let all = falcon_all(info).await;
+    let keys: std::collections::BTreeSet<String> = all.iter().map(key).collect();
+    assert_eq!(keys.len(), all.len(), "duplicate IOCs in Falcon");
+}
+
+async fn set_merges(info: &sandbox::SandboxInfo, weight: u32) {
+    post(
+        format!("{}/_sandbox/churn", info.opencti_url),
+        json!({"merges": weight}),
+    )
+    .await;
+}
+
+async fn churn(info: &sandbox::SandboxInfo, count: u64) -> serde_json::Value {
+    post(
+        format!("{}/_sandbox/churn/step", info.opencti_url),
+        json!({"count": count}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_converges_with_soft_delete() {
+    let sb = sandbox(800, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&env(&info, dir.path()));
+    sync_until_caught_up(&config).await;
+    assert_converged(&info).await;
+    // Updates, pattern changes, revocations, deletions, creations: the stream alone converges.
+    set_merges(&info, 0).await;
+    let ops = churn(&info, 400).await;
+    for op in [
+        "update",
+        "create",
+        "deletion",
+        "revocation",
+        "pattern_change",
+    ] {
+        assert!(
+            ops["operations"].to_string().contains(op),
+            "churn did {op}: {ops}"
+        );
+    }
+    let s = sync_until_caught_up(&config).await;
+    assert_converged(&info).await;
+    assert_no_duplicates(&info).await;
+    assert!(s.soft_deleted > 0, "removals were soft deletes: {s:?}");
+    assert_eq!(s.deleted, 0);
+    for i in falcon_all(&info).await.iter().filter(|i| withdrawn(i)) {
+        assert_eq!(
+            i["action"], "no_action",
+            "a soft-deleted IOC stops alerting: {i}"
+        );
+    }
+    // Merges too. A merge into an indicator outside the stream's filters (revoked, inferred) is not
+    // announced by the platform, so its merged-away IOCs are left for `reconcile`.
+    set_merges(&info, 30).await;
+    let ops = churn(&info, 300).await;
+    assert!(ops["operations"].to_string().contains("merge"), "{ops}");
+    let s = sync_until_caught_up(&config).await;
+    assert!(s.data_events > 0);
+    ioc_sync::reconcile(&config, false)
+        .await
+        .expect("reconcile");
+    assert_converged_with(&info, true).await;
+    assert_no_duplicates(&info).await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_converges_with_permanent_delete() {
+    let sb = sandbox(800, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(&info, dir.path());
+    e.insert("CROWDSTRIKE_PERMANENT_DELETE".into(), "true".into());
+    let config = config(&e);
+    sync_until_caught_up(&config).await;
+    set_merges(&info, 0).await;
+    churn(&info, 400).await;
+    let s = sync_until_caught_up(&config).await;
+    assert!(s.deleted > 0, "{s:?}");
+    assert_eq!(s.soft_deleted, 0);
+    assert_converged(&info).await;
+    assert!(
+        falcon_all(&info).await.iter().all(|i| !withdrawn(i)),
+        "nothing soft-deleted"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_change_revocation_deletion_and_merge_of_known_indicators() {
+    let sb = sandbox(0, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&env(&info, dir.path()));
+    let base = format!("{}/_sandbox/indicators", info.opencti_url);
+    let mk = |pattern: &str| json!({"pattern": pattern, "pattern_type": "stix", "score": 85, "labels": ["c2"], "platforms": ["windows"]});
+    let a =
+        post(base.clone(), mk("[domain-name:value = 'a-old.example']")).await["indicator"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let b = post(base.clone(), mk("[ipv4-addr:value = '198.51.100.7']")).await["indicator"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = post(
+        base.clone(),
+        mk("[file:hashes.MD5 = 'D41D8CD98F00B204E9800998ECF8427E']"),
+    )
+    .await["indicator"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = post(
+        base.clone(),
+        mk("[domain-name:value = 'merged-away.example']"),
+    )
+    .await["indicator"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = post(
+        base.clone(),
+        mk("[domain-name:value = 'merge-target.example']"),
+    )
+    .await["indicator"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sync_until_caught_up(&config).await;
+    let live = live_owned(&info).await;
+    assert!(
+        live.contains("md5:d41d8cd98f00b204e9800998ecf8427e"),
+        "unquoted upper-case MD5 written lower-case: {live:?}"
+    );
+    let ioc = falcon_all(&info)
+        .await
+        .into_iter()
+        .find(|i| i["value"] == "a-old.example")
+        .unwrap();
+    assert_eq!(
+        (ioc["severity"].as_str(), ioc["action"].as_str()),
+        (Some("critical"), Some("detect"))
+    );
+    assert_eq!(ioc["platforms"], json!(["windows"]));
+    assert_eq!(ioc["tags"], json!(["c2"]));
+
+    let patch = |id: &str, body: serde_json::Value| {
+        let url = format!("{base}/{id}");
+        async move {
+            http()
+                .patch(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+        }
+    };
+    patch(
+        &a,
+        json!({"pattern": "[domain-name:value = 'a-new.example']"}),
+    )
+    .await;
+    patch(&b, json!({"revoked": true})).await;
+    http()
+        .delete(format!("{base}/{c}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    post(format!("{base}/{t}/merge"), json!({"sources": [d]})).await;
+    sync_until_caught_up(&config).await;
+    let live = live_owned(&info).await;
+    let want: std::collections::BTreeSet<String> =
+        ["domain:a-new.example", "domain:merge-target.example"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    assert_eq!(live, want);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_and_falcon_errors_lose_nothing() {
+    let sb = sandbox(2_000, |c| {
+        c.opencti.faults.close_stream_every = Some(500);
+        c.falcon.faults.error_rate = 0.05;
+        c.falcon.faults.throttle_rate = 0.05;
+        c.falcon.faults.throttle_retry_after_secs = 1;
+    })
+    .await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(&info, dir.path());
+    e.insert("IOC_SYNC_BATCH_SIZE".into(), "300".into());
+    let config = config(&e);
+    let s = sync_until_caught_up(&config).await;
+    let faults = get(format!("{}/_sandbox/faults", info.falcon_url)).await;
+    assert!(
+        faults["injected"]["server_errors"].as_u64() > Some(0),
+        "5xx injected: {faults}"
+    );
+    assert!(
+        faults["injected"]["throttles"].as_u64() > Some(0),
+        "429 injected: {faults}"
+    );
+    let octi_faults = get(format!("{}/_sandbox/faults", info.opencti_url)).await;
+    assert!(
+        octi_faults["injected"]["streams_closed"].as_u64() >= Some(3),
+        "stream dropped: {octi_faults}"
+    );
+    post(
+        format!("{}/_sandbox/faults", info.falcon_url),
+        json!({"error_rate": 0.0, "throttle_rate": 0.0}),
+    )
+    .await;
+    assert_converged(&info).await;
+    assert_no_duplicates(&info).await;
+    assert_eq!(
+        s.dead_letters, 0,
+        "transient failures are retried, never dead-lettered"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_events_are_skipped_and_counted() {
+    let sb = sandbox(50, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&env(&info, dir.path()));
+    sync_until_caught_up(&config).await;
+    let raw = format!("{}/_sandbox/events/raw", info.opencti_url);
+    post(
+        raw.clone(),
+        json!({"event": "create", "data": "this is not json"}),
+    )
+    .await;
+    let bad = json!({"version": "4", "type": "create", "data": {"id": "indicator--bad", "type": "indicator",
+        "pattern_type": "stix", "pattern": "[ipv4-addr:value = "}});
+    post(raw.clone(), json!({"event": "create", "data": bad})).await;
+    let nospace = json!({"version": "4", "type": "create", "data": {"id": "indicator--ns", "type": "indicator",
+        "pattern_type": "stix", "pattern": "[ipv4-addr:value='203.0.113.9']", "x_opencti_score": 50}});
+    post(raw, json!({"event": "create", "data": nospace})).await;
+    let s = sync_until_caught_up(&config).await;
+    assert_eq!(s.malformed, 1, "{s:?}");
+    assert_eq!(s.skipped.get("invalid_pattern"), Some(&1), "{s:?}");
+    assert!(
+        live_owned(&info).await.contains("ipv4:203.0.113.9"),
+        "the event after the poison ones is written"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iocs_not_owned_by_the_connector_are_untouched() {
+    let sb = sandbox(300, |c| c.falcon.iocs = 40).await;
+    let info = sb.info().clone();
+    let foreign: Vec<serde_json::Value> = falcon_all(&info).await;
+    assert_eq!(foreign.len(), 40);
+    let taken = foreign.iter().find(|i| i["type"] == "domain").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("{}/_sandbox/indicators", info.opencti_url);
+    post(base.clone(), json!({"pattern": format!("[domain-name:value = '{taken}']"), "pattern_type": "stix", "score": 50})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(&info, dir.path());
+    e.insert("CROWDSTRIKE_PERMANENT_DELETE".into(), "true".into());
+    let config = config(&e);
+    let s = sync_until_caught_up(&config).await;
+    assert_eq!(
+        s.dead_letters, 1,
+        "creating a value another source owns fails and is dead-lettered: {s:?}"
+    );
+    let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap();
+    assert!(dead.contains(&taken), "{dead}");
+    churn(&info, 200).await;
+    sync_until_caught_up(&config).await;
+    ioc_sync::reconcile(&config, false)
+        .await
+        .expect("reconcile");
+    let after: std::collections::BTreeMap<String, serde_json::Value> = falcon_all(&info)
+        .await
+        .into_iter()
+        .map(|i| (key(&i), i))
+        .collect();
+    for f in &foreign {
+        assert_eq!(after.get(&key(f)), Some(f), "foreign IOC changed");
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_fixes_drift_both_ways() {
+    let sb = sandbox(300, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(&info, dir.path());
+    e.insert("CROWDSTRIKE_PERMANENT_DELETE".into(), "true".into());
+    let config = config(&e);
+    sync_until_caught_up(&config).await;
+    // Drift: an owned IOC deleted behind the connector's back, and an owned IOC no indicator wants.
+    let falcon = ioc_sync::falcon::FalconStore::new(ioc_sync::falcon::client(&config).unwrap());
+    let some = falcon_all(&info).await.into_iter().next().unwrap();
+    use ioc_sync::engine::IocStore;
+    falcon
+        .delete(&[some["id"].as_str().unwrap().to_string()])
+        .await
+        .unwrap();
+    let stray = ioc_sync::mapping::DesiredIoc {
+        action: ioc_sync::config::IocAction::Detect,
+        mobile_action: ioc_sync::config::IocAction::Detect,
+        key: ioc_sync::mapping::IocKey {
+            ioc_type: ioc_sync::mapping::IocType::Domain,
+            value: "stray.example".into(),
+        },
+        severity: Some(ioc_sync::mapping::Severity::Low),
+        applied_globally: true,
+        source: ioc_sync::mapping::SOURCE,
+        description: None,
+        expiration: None,
+        tags: None,
+        platforms: Some(vec!["windows".into()]),
+    };
+    assert!(falcon.create(&[stray]).await.unwrap().is_empty());
+    // The GraphQL API also lists inferred indicators, which the stream (without inferences) does not carry.
+    let inferred_only =
+        (expected_with(&info, true).await.len() - expected(&info).await.len()) as u64;
+    let dry = ioc_sync::reconcile(&config, true).await.unwrap();
+    assert_eq!(
+        (dry.writes.created, dry.writes.deleted),
+        (1 + inferred_only, 1),
+        "{dry:?}"
+    );
+    assert!(
+        live_owned(&info).await.contains("domain:stray.example"),
+        "dry run changes nothing"
+    );
+    assert!(
+        !live_owned(&info).await.contains(&key(&some)),
+        "dry run changes nothing"
+    );
+    let done = ioc_sync::reconcile(&config, false).await.unwrap();
+    assert_eq!(
+        (done.writes.created, done.writes.deleted),
+        (1 + inferred_only, 1),
+        "{done:?}"
+    );
+    assert_converged_with(&info, true).await;
+    sb.shutdown().await;
+}

@@ -1,0 +1,226 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Everything that can go wrong in this crate, by failure phase.
+///
+/// The live stream yields the same type (see [`StreamError`]): [`Error::Malformed`] is
+/// yielded and the stream goes on, [`Error::Unauthorized`], [`Error::NotFound`] and
+/// [`Error::Gone`] are yielded once and end the stream; transient failures (transport,
+/// read timeout, 5xx) are retried inside the stream and never yielded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request could not be built (bad URL, bad header, bad argument); nothing was sent.
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What was wrong, naming the setting.
+        reason: String,
+    },
+    /// The connection failed or broke; the request may or may not have been sent.
+    #[error("transport error")]
+    Transport(#[source] reqwest::Error),
+    /// No response (or, on the live stream, no byte) arrived in time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// HTTP 401: missing or bad token, or (on the live stream) an unknown or forbidden collection.
+    #[error("unauthorized (http 401)")]
+    Unauthorized,
+    /// HTTP 404: the path or the live stream does not exist.
+    #[error("not found (http 404)")]
+    NotFound,
+    /// HTTP 410: the live stream is stopped (`stream_live = false`).
+    #[error("live stream is stopped (http 410)")]
+    Gone,
+    /// Any other unexpected HTTP status.
+    #[error("unexpected http status {status}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The first bytes of the body (for logs).
+        body_excerpt: String,
+    },
+    /// HTTP 200 whose body carries GraphQL `errors`.
+    #[error("graphql error: {}", .errors.first().map(|e| e.message.as_str()).unwrap_or("(no message)"))]
+    GraphQl {
+        /// Every error the server returned, in order.
+        errors: Vec<GraphQlError>,
+    },
+    /// A response body did not have the expected shape.
+    #[error("cannot decode response at `{path}`")]
+    Decode {
+        /// JSON path of the offending value (`serde_path_to_error` style).
+        path: String,
+        /// The first bytes of the body.
+        body_excerpt: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A live-stream event whose `data:` is not what its event name announces.
+    /// The stream yields it and goes on.
+    #[error("malformed {event} event {id:?}")]
+    Malformed {
+        /// The event id (`""` when the event had none).
+        id: String,
+        /// The SSE event name.
+        event: String,
+        /// The raw `data:` text.
+        raw: String,
+        /// Why it was rejected.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The live stream's item error: the crate's [`Error`].
+pub type StreamError = Error;
+
+/// One entry of a GraphQL `errors` array.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct GraphQlError {
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// OpenCTI's error name (e.g. `FUNCTIONAL_ERROR`, `AUTH_REQUIRED`), when present.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Extra data (`data` or `extensions`), when present.
+    #[serde(default, alias = "extensions")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl fmt::Display for GraphQlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{n}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// How a caller should react to an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryKind {
+    /// Retrying the same request may succeed (network, timeout, 5xx, 429).
+    Transient,
+    /// Retrying will fail the same way until something is fixed (auth, config, stopped stream).
+    Permanent,
+    /// Retrying is pointless: the input itself is bad (malformed event, undecodable body).
+    Skip,
+}
+
+impl Error {
+    /// Classification for retry loops.
+    pub fn retry_kind(&self) -> RetryKind {
+        match self {
+            Error::Transport(_) | Error::Timeout(_) => RetryKind::Transient,
+            Error::Http { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
+                RetryKind::Transient
+            }
+            Error::Http { .. }
+            | Error::Config { .. }
+            | Error::Unauthorized
+            | Error::NotFound
+            | Error::Gone
+            | Error::GraphQl { .. } => RetryKind::Permanent,
+            Error::Decode { .. } | Error::Malformed { .. } => RetryKind::Skip,
+        }
+    }
+
+    /// `true` when retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retry_kind() == RetryKind::Transient
+    }
+
+    /// `true` for the errors that end a live stream (401, 404, 410, bad configuration).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Error::Unauthorized | Error::NotFound | Error::Gone | Error::Config { .. }
+        )
+    }
+
+    /// The HTTP status behind the error, when there is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized => Some(401),
+            Error::NotFound => Some(404),
+            Error::Gone => Some(410),
+            Error::Http { status, .. } => Some(*status),
+            Error::Transport(e) => e.status().map(|s| s.as_u16()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_status(status: u16, body: &[u8]) -> Error {
+        match status {
+            401 => Error::Unauthorized,
+            404 => Error::NotFound,
+            410 => Error::Gone,
+            _ => Error::Http {
+                status,
+                body_excerpt: excerpt(body),
+            },
+        }
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Error {
+        Error::Config {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `error: cause: cause…` for logs (our `Display` is short; the detail is in `source()`).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// First 512 bytes of a body, lossily decoded.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 512;
+    let cut = body.len().min(MAX);
+    let mut s = String::from_utf8_lossy(&body[..cut]).into_owned();
+    if body.len() > MAX {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(Error::Timeout(std::time::Duration::from_secs(1)).is_retryable());
+        assert!(Error::from_status(503, b"").is_retryable());
+        assert!(!Error::from_status(400, b"").is_retryable());
+        assert!(Error::from_status(401, b"").is_terminal());
+        assert!(Error::from_status(404, b"").is_terminal());
+        assert!(Error::from_status(410, b"").is_terminal());
+        assert!(!Error::from_status(500, b"").is_terminal());
+        assert_eq!(Error::from_status(410, b"").status(), Some(410));
+        let e = Error::GraphQl {
+            errors: vec![GraphQlError {
+                message: "No connector found with the specified ID".into(),
+                name: None,
+                data: None,
+            }],
+        };
+        assert_eq!(
+            e.to_string(),
+            "graphql error: No connector found with the specified ID"
+        );
+        assert_eq!(e.retry_kind(), RetryKind::Permanent);
+    }
+}

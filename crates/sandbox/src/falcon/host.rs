@@ -1,0 +1,525 @@
+//! The per-host model behind RTR commands: a few read-only commands, `runscript` with the collector
+//! launch and status-probe scripts of `docs/collector-protocol.md`, background collector jobs that
+//! "upload" into the Cado bucket, and realistic errors for anything else.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+
+use super::fleet::{Host, Os};
+use crate::cado::Bucket;
+
+/// A collector started by a launch script.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub job: String,
+    pub aid: String,
+    pub hostname: String,
+    pub os: Os,
+    pub pid: u32,
+    pub started: Instant,
+    pub started_wall: DateTime<Utc>,
+    pub duration: Duration,
+    /// The collector command the wrapper runs.
+    pub command: String,
+    /// Chosen at launch: the collector will fail.
+    pub fails: bool,
+    /// Set when the job finished: exit code written.
+    pub exit_code: Option<i32>,
+    /// Log lines, each with its offset from the start (shown once elapsed).
+    pub log: Vec<(Duration, String)>,
+    /// The process was killed without writing an exit code (host reboot).
+    pub vanished: bool,
+    /// Key of the uploaded capture.
+    pub uploaded: Option<String>,
+}
+
+/// Output of one command on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    fn out(s: impl Into<String>) -> Output {
+        Output {
+            stdout: s.into(),
+            stderr: String::new(),
+        }
+    }
+    fn err(s: impl Into<String>) -> Output {
+        Output {
+            stdout: String::new(),
+            stderr: s.into(),
+        }
+    }
+}
+
+/// Collector jobs of every host, keyed by (aid, job id).
+#[derive(Debug, Default)]
+pub(crate) struct Jobs {
+    pub jobs: HashMap<(String, String), Job>,
+    next_pid: u32,
+    draws: u64,
+}
+
+/// Run-time parameters of the host model.
+#[derive(Debug, Clone)]
+pub(crate) struct Model {
+    pub failure_rate: f64,
+    pub collector_duration: Duration,
+    pub seed: u64,
+}
+
+fn cado_ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S,%3f").to_string()
+}
+
+/// A deterministic uniform draw in `[0, 1)`.
+fn draw(seed: u64, n: u64) -> f64 {
+    let mut z = seed
+        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0xC0FFEE);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Splits `runscript` arguments: `-Raw=```...```, `-CloudFile="x"`, `-HostPath="x"`,
+/// `-CommandLine=...`, `-Timeout=N`.
+pub(crate) fn runscript_args(command_string: &str) -> HashMap<String, String> {
+    let mut args = HashMap::new();
+    let s = command_string.trim();
+    let s = s.strip_prefix("runscript").unwrap_or(s);
+    let mut rest = s;
+    while let Some(at) = rest.find(" -") {
+        rest = &rest[at + 2..];
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim().to_string();
+        if name.contains(' ') {
+            continue;
+        }
+        let after = &rest[eq + 1..];
+        let (value, used) = if let Some(body) = after.strip_prefix("```") {
+            match body.find("```") {
+                Some(end) => (body[..end].to_string(), 3 + end + 3),
+                None => (body.to_string(), after.len()),
+            }
+        } else if let Some(body) = after.strip_prefix('"') {
+            match body.find('"') {
+                Some(end) => (body[..end].to_string(), end + 2),
+                None => (body.to_string(), after.len()),
+            }
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_string(), end)
+        };
+        args.insert(name.to_ascii_lowercase(), value);
+        rest = &after[used.min(after.len())..];
+        if !rest.starts_with(' ') {
+            rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+        }
+    }
+    args
+}
+
+fn job_of(script: &str) -> Option<String> {
+    let at = script.find("cado-host-")?;
+    let id: String = script[at + 10..].chars().take(8).collect();
+    (id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+}
+
+/// The collector command inside a Linux launch script: `sh -c '<cmd>' > "$d/collector.log"`.
+fn linux_collector(script: &str) -> Option<String> {
+    let start = script.find("(sh -c '")? + "(sh -c '".len();
+    let end = script.find("' > \"$d/collector.log\"")?;
+    (end >= start).then(|| script[start..end].replace("'\\''", "'"))
+}
+
+/// The collector command inside a Windows launch script: `-EncodedCommand <base64 UTF-16LE>`.
+fn windows_collector(script: &str) -> Option<String> {
+    let at = script.find("-EncodedCommand ")? + "-EncodedCommand ".len();
+    let b64: String = script[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+fn not_found_error(os: Os, word: &str) -> String {
+    match os {
+        Os::Windows => format!(
+            "{word} : The term '{word}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check the spelling of the name, or if a path was included, verify that the path is correct and try again.\n    + CategoryInfo          : ObjectNotFound: ({word}:String) [], CommandNotFoundException\n    + FullyQualifiedErrorId : CommandNotFoundException\n"
+        ),
+        Os::Linux | Os::Mac => format!("sh: 1: {word}: not found\n"),
+    }
+}
+
+fn first_word(s: &str) -> &str {
+    s.split_whitespace().next().unwrap_or("")
+}
+
+impl Jobs {
+    /// Runs a script (`runscript -Raw`, or a library script's content) on `host`.
+    pub(crate) fn run_script(
+        &mut self,
+        host: &Host,
+        script: &str,
+        model: &Model,
+        now: Instant,
+    ) -> Output {
+        let windows_template = script.contains("$d = 'C:\\Windows\\Temp\\cado-host-");
+        let unix_template = script.contains("d=/tmp/cado-host-");
+        if windows_template && host.os != Os::Windows {
+            return Output::err("sh: 1: $d: not found\nsh: 2: Syntax error: \"(\" unexpected\n");
+        }
+        if unix_template && host.os == Os::Windows {
+            return Output::err(not_found_error(Os::Windows, "d=/tmp/cado-host"));
+        }
+        if (windows_template || unix_template) && script.contains("FALCON-TRIAGE launched") {
+            return self.launch(host, script, windows_template, model, now);
+        }
+        if (windows_template || unix_template) && script.contains("FALCON-TRIAGE log-tail") {
+            return self.probe(host, script, now);
+        }
+        // Plain echo scripts (handy for smoke tests); anything else is unknown to the host.
+        let mut out = String::new();
+        for line in script
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let text = line
+                .strip_prefix("echo ")
+                .or_else(|| line.strip_prefix("Write-Output "))
+                .or_else(|| line.strip_prefix("Write-Host "));
+            match text {
+                Some(t) => {
+                    out.push_str(t.trim_matches(['\'', '"']));
+                    out.push('\n');
+                }
+                None => {
+                    return Output {
+                        stdout: out,
+                        stderr: not_found_error(host.os, first_word(line)),
+                    };
+                }
+            }
+        }
+        Output::out(out)
+    }
+
+    fn launch(
+        &mut self,
+        host: &Host,
+        script: &str,
+        windows: bool,
+        model: &Model,
+        now: Instant,
+    ) -> Output {
+        let Some(job) = job_of(script) else {
+            return Output::out("FALCON-TRIAGE launch-error job=unknown reason=workdir\n");
+        };
+        let key = (host.device_id.clone(), job.clone());
+        if let Some(existing) = self.jobs.get(&key) {
+            return Output::out(format!(
+                "FALCON-TRIAGE already-launched job={job} pid={}\n",
+                existing.pid
+            ));
+        }
+        let command = if windows {
+            windows_collector(script)
+        } else {
+            linux_collector(script)
+        };
+        let Some(command) = command else {
+            return Output::out(format!(
+                "FALCON-TRIAGE launch-error job={job} reason=command\n"
+            ));
+        };
+        self.next_pid = self.next_pid.wrapping_add(7919) % 60_000;
+        let pid = 1_000 + self.next_pid;
+        self.draws += 1;
+        let is_cado = command.contains("cado-host");
+        let fails = is_cado && draw(model.seed ^ 0xCAD0, self.draws) < model.failure_rate;
+        let duration = if is_cado {
+            model.collector_duration
+        } else {
+            Duration::from_millis(50)
+        };
+        let started_wall = Utc::now();
+        let log = if is_cado {
+            cado_log(started_wall, duration, fails, host.os)
+        } else {
+            vec![(
+                Duration::ZERO,
+                not_found_error(host.os, first_word(&command))
+                    .trim_end()
+                    .to_string(),
+            )]
+        };
+        self.jobs.insert(
+            key,
+            Job {
+                job: job.clone(),
+                aid: host.device_id.clone(),
+                hostname: host.hostname.clone(),
+                os: host.os,
+                pid,
+                started: now,
+                started_wall,
+                duration,
+                command,
+                fails,
+                exit_code: None,
+                log,
+                vanished: false,
+                uploaded: None,
+            },
+        );
+        Output::out(format!("FALCON-TRIAGE launched job={job} pid={pid}\n"))
+    }
+
+    fn probe(&mut self, host: &Host, script: &str, now: Instant) -> Output {
+        let Some(job) = job_of(script) else {
+            return Output::err(
+                "tail: cannot open 'collector.log' for reading: No such file or directory\n",
+            );
+        };
+        let Some(j) = self.jobs.get(&(host.device_id.clone(), job.clone())) else {
+            return Output::out(format!(
+                "FALCON-TRIAGE absent job={job}\nFALCON-TRIAGE log-tail job={job}\n"
+            ));
+        };
+        let state = match (j.exit_code, j.vanished) {
+            (Some(code), _) => format!("FALCON-TRIAGE exited job={job} code={code}"),
+            (None, true) => format!("FALCON-TRIAGE vanished job={job}"),
+            (None, false) => format!("FALCON-TRIAGE running job={job} pid={}", j.pid),
+        };
+        let elapsed = now.saturating_duration_since(j.started);
+        let shown: Vec<&str> = j
+            .log
+            .iter()
+            .filter(|(at, _)| *at <= elapsed || j.exit_code.is_some())
+            .map(|(_, l)| l.as_str())
+            .collect();
+        let tail = &shown[shown.len().saturating_sub(20)..];
+        let mut out = format!("{state}\nFALCON-TRIAGE log-tail job={job}\n");
+        for l in tail {
+            out.push_str(l);
+            out.push('\n');
+        }
+        Output::out(out)
+    }
+
+    /// Finishes jobs whose time has come; successful Cado runs upload into `bucket`.
+    pub(crate) fn advance(&mut self, now: Instant, bucket: &Bucket) -> usize {
+        let mut finished = 0;
+        for j in self.jobs.values_mut() {
+            if j.exit_code.is_some()
+                || j.vanished
+                || now.saturating_duration_since(j.started) < j.duration
+            {
+                continue;
+            }
+            finished += 1;
+            let is_cado = j.command.contains("cado-host");
+            if !is_cado {
+                j.exit_code = Some(if j.os == Os::Windows { 1 } else { 127 });
+                continue;
+            }
+            if !j.fails {
+                match bucket.upload_with_command(
+                    &j.command,
+                    &j.hostname,
+                    &j.aid,
+                    48_000_000 + u64::from(j.pid) * 1_000,
+                ) {
+                    Ok(capture) => j.uploaded = Some(capture.key),
+                    Err(e) => {
+                        // The upload itself failed: the collector reports it and fails.
+                        j.fails = true;
+                        let at = j.duration;
+                        j.log.retain(|(_, l)| {
+                            !l.contains("Upload complete") && !l.contains("finished")
+                        });
+                        j.log.push((
+                            at,
+                            format!("[{}][ERROR] - Upload failed: {e}", cado_ts(Utc::now())),
+                        ));
+                        j.log
+                            .push((at, "[ERROR] - An error occurred. Exiting.".to_string()));
+                        if j.os != Os::Windows {
+                            j.log.push((at, CADO_FAILED.to_string()));
+                        }
+                    }
+                }
+            }
+            // The Linux/macOS wrapper echoes the failure and still exits 0; Windows exits 1.
+            j.exit_code = Some(if j.fails && j.os == Os::Windows { 1 } else { 0 });
+        }
+        finished
+    }
+
+    /// Kills running jobs of a host (a reboot): they become `vanished`.
+    pub(crate) fn reboot(&mut self, aid: &str) -> usize {
+        let mut n = 0;
+        for j in self
+            .jobs
+            .values_mut()
+            .filter(|j| j.aid == aid && j.exit_code.is_none())
+        {
+            j.vanished = true;
+            n += 1;
+        }
+        n
+    }
+
+    /// Files a job left in its work directory, for `cat`/`get`.
+    pub(crate) fn file(&self, host: &Host, path: &str, now: Instant) -> Option<String> {
+        let job = job_of(path)?;
+        let j = self.jobs.get(&(host.device_id.clone(), job))?;
+        let name = path.rsplit(['/', '\\']).next().unwrap_or("");
+        match name {
+            "pid" => Some(format!("{}\n", j.pid)),
+            "exit_code" => j.exit_code.map(|c| format!("{c}\n")),
+            "collector.log" => {
+                let elapsed = now.saturating_duration_since(j.started);
+                Some(
+                    j.log
+                        .iter()
+                        .filter(|(at, _)| *at <= elapsed || j.exit_code.is_some())
+                        .map(|(_, l)| format!("{l}\n"))
+                        .collect(),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+const CADO_FAILED: &str = "Cado Host has failed. For troubleshooting, please re-run with --verbose and --no_cleanup and send the log file to support";
+
+fn cado_log(
+    start: DateTime<Utc>,
+    duration: Duration,
+    fails: bool,
+    os: Os,
+) -> Vec<(Duration, String)> {
+    let steps: Vec<(f64, &str, String)> = vec![
+        (0.0, "INFO", "Cado Host v2.6.0 starting".to_string()),
+        (
+            0.02,
+            "INFO",
+            "Checking permissions and free disk space".to_string(),
+        ),
+        (0.05, "INFO", "Collection mode: balanced".to_string()),
+        (
+            0.15,
+            "INFO",
+            "Collecting system artifacts (1/4)".to_string(),
+        ),
+        (0.35, "INFO", "Collecting user artifacts (2/4)".to_string()),
+        (0.55, "INFO", "Collecting logs (3/4)".to_string()),
+        (
+            0.7,
+            "INFO",
+            "Collecting process information (4/4)".to_string(),
+        ),
+        (
+            0.8,
+            "INFO",
+            format!(
+                "Creating archive cado-host-capture-{}.tar.lz4",
+                start.timestamp()
+            ),
+        ),
+        (0.9, "INFO", "Uploading capture".to_string()),
+    ];
+    let mut lines: Vec<(Duration, String)> = steps
+        .into_iter()
+        .map(|(f, level, msg)| {
+            let at = duration.mul_f64(f);
+            (
+                at,
+                format!(
+                    "[{}][{level}] - {msg}",
+                    cado_ts(start + chrono::Duration::from_std(at).unwrap_or_default())
+                ),
+            )
+        })
+        .collect();
+    let end = start + chrono::Duration::from_std(duration).unwrap_or_default();
+    if fails {
+        lines.push((
+            duration,
+            format!(
+                "[{}][ERROR] - Failed to upload capture: connection reset by peer",
+                cado_ts(end)
+            ),
+        ));
+        lines.push((
+            duration,
+            format!("[{}][ERROR] - An error occurred. Exiting.", cado_ts(end)),
+        ));
+        if os != Os::Windows {
+            lines.push((duration, CADO_FAILED.to_string()));
+        }
+    } else {
+        lines.push((
+            duration,
+            format!("[{}][INFO] - Upload complete", cado_ts(end)),
+        ));
+        lines.push((
+            duration,
+            format!("[{}][INFO] - Cado Host finished successfully", cado_ts(end)),
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runscript_arguments_are_split() {
+        let a = runscript_args("runscript -Raw=```echo a -b=c``` -Timeout=60");
+        assert_eq!(a["raw"], "echo a -b=c");
+        assert_eq!(a["timeout"], "60");
+        let a = runscript_args("runscript -CloudFile=\"My Script\" -CommandLine=\"\"");
+        assert_eq!(a["cloudfile"], "My Script");
+        assert_eq!(a["commandline"], "");
+    }
+
+    #[test]
+    fn collector_commands_are_extracted() {
+        let linux = "d=/tmp/cado-host-3f9a1c2e\n(sh -c 'sudo ./cado-host --presigned_data '\\''abc'\\''' > \"$d/collector.log\" 2>&1; echo $? > \"$d/exit_code\") &";
+        assert_eq!(
+            linux_collector(linux).unwrap(),
+            "sudo ./cado-host --presigned_data 'abc'"
+        );
+        assert_eq!(job_of(linux).unwrap(), "3f9a1c2e");
+        let cmd: Vec<u8> = "cado-host.exe --presigned_data \"x\""
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cmd);
+        let win = format!(
+            "$inner = \"& {{ powershell.exe -NoProfile -EncodedCommand {b64} *> '$d\\collector.log'"
+        );
+        assert_eq!(
+            windows_collector(&win).unwrap(),
+            "cado-host.exe --presigned_data \"x\""
+        );
+    }
+}

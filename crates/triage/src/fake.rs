@@ -1,0 +1,231 @@
+//! An in-memory [`FalconApi`] for the orchestrator's unit tests: hosts follow `docs/collector-protocol.md`
+//! (pid marker, exit code, log tail), may be offline until a time, fail, or vanish.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::api::{BatchSession, FalconApi, HostInfo, HostReply};
+use crate::error::Result;
+
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    Ok,
+    Exit(i32),
+    WrapperFailure,
+    Vanish,
+}
+
+#[derive(Debug)]
+pub(crate) struct FakeHost {
+    pub platform: &'static str,
+    pub online_at: Instant,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    pub started: Option<Instant>,
+    pub launches: u32,
+    pub launch_cmds: u32,
+    pub queued: Vec<String>,
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct Calls {
+    pub init: u32,
+    pub admin: u32,
+    pub refresh: u32,
+    pub max_running: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Fake {
+    pub hosts: Mutex<BTreeMap<String, FakeHost>>,
+    pub calls: Mutex<Calls>,
+    pub job: String,
+}
+
+impl Fake {
+    pub fn new(job: &str) -> Fake {
+        Fake {
+            hosts: Mutex::new(BTreeMap::new()),
+            calls: Mutex::new(Calls::default()),
+            job: job.to_string(),
+        }
+    }
+
+    pub fn add(
+        &self,
+        id: &str,
+        platform: &'static str,
+        offline_for: Duration,
+        outcome: Outcome,
+        duration: Duration,
+    ) {
+        self.hosts.lock().unwrap().insert(
+            id.to_string(),
+            FakeHost {
+                platform,
+                online_at: Instant::now() + offline_for,
+                outcome,
+                duration,
+                started: None,
+                launches: 0,
+                launch_cmds: 0,
+                queued: vec![],
+            },
+        );
+    }
+
+    fn execute(job: &str, h: &mut FakeHost, cmd: &str) -> String {
+        let launch = cmd.contains("echo $! >") || cmd.contains("Start-Process");
+        if launch {
+            if h.started.is_some() {
+                return format!("FALCON-TRIAGE already-launched job={job} pid=100");
+            }
+            h.started = Some(Instant::now());
+            h.launches += 1;
+            return format!("FALCON-TRIAGE launched job={job} pid=100");
+        }
+        let Some(t) = h.started else {
+            return format!("FALCON-TRIAGE absent job={job}\nFALCON-TRIAGE log-tail job={job}\n");
+        };
+        let status = if t.elapsed() < h.duration {
+            format!("FALCON-TRIAGE running job={job} pid=100")
+        } else {
+            match h.outcome {
+                Outcome::Ok | Outcome::WrapperFailure => {
+                    format!("FALCON-TRIAGE exited job={job} code=0")
+                }
+                Outcome::Exit(c) => format!("FALCON-TRIAGE exited job={job} code={c}"),
+                Outcome::Vanish => format!("FALCON-TRIAGE vanished job={job}"),
+            }
+        };
+        let tail = match h.outcome {
+            Outcome::WrapperFailure => {
+                "[2026-11-22 08:00:00,000][ERROR] - upload failed\nCado Host has failed. For troubleshooting"
+            }
+            Outcome::Exit(_) => "[2026-11-22 08:00:00,000][ERROR] - disk full",
+            _ => "[2026-11-22 08:00:00,000][INFO] - Uploading capture",
+        };
+        format!("{status}\nFALCON-TRIAGE log-tail job={job}\n{tail}\n")
+    }
+}
+
+impl FalconApi for Fake {
+    async fn host_ids(&self, _filter: Option<String>) -> Result<Vec<String>> {
+        Ok(self.hosts.lock().unwrap().keys().cloned().collect())
+    }
+    async fn host_details(&self, ids: &[String]) -> Result<Vec<HostInfo>> {
+        let hosts = self.hosts.lock().unwrap();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                hosts.get(id).map(|h| HostInfo {
+                    device_id: id.clone(),
+                    hostname: format!("host-{id}"),
+                    platform_name: Some(h.platform.into()),
+                })
+            })
+            .collect())
+    }
+    async fn host_group_members(&self, _name: &str) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+    async fn alert_device_ids(&self, _ids: &[String]) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+    async fn batch_init(
+        &self,
+        ids: &[String],
+        queue_offline: bool,
+        _t: Duration,
+    ) -> Result<Vec<BatchSession>> {
+        self.calls.lock().unwrap().init += 1;
+        let hosts = self.hosts.lock().unwrap();
+        let mut out = Vec::new();
+        for (n, chunk) in ids.chunks(10_000).enumerate() {
+            let mut m = BTreeMap::new();
+            for id in chunk {
+                let Some(h) = hosts.get(id) else { continue };
+                let online = Instant::now() >= h.online_at;
+                let mut r = HostReply {
+                    session_id: Some(format!("s-{id}")),
+                    complete: online,
+                    ..Default::default()
+                };
+                if !online {
+                    if queue_offline {
+                        r.offline_queued = true;
+                    } else {
+                        r.errors
+                            .push((40401, "Could not establish sensor comms".into()));
+                    }
+                }
+                m.insert(id.clone(), r);
+            }
+            out.push(BatchSession {
+                batch_id: format!("batch-{n}"),
+                hosts: m,
+            });
+        }
+        Ok(out)
+    }
+    async fn batch_admin_command(
+        &self,
+        _b: &str,
+        base: &str,
+        cmd: &str,
+        ids: &[String],
+        _t: Duration,
+    ) -> Result<BTreeMap<String, HostReply>> {
+        assert_eq!(base, "runscript");
+        assert!(cmd.starts_with("runscript -Raw=```"));
+        self.calls.lock().unwrap().admin += 1;
+        let mut hosts = self.hosts.lock().unwrap();
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let Some(h) = hosts.get_mut(id) else { continue };
+            if Instant::now() < h.online_at {
+                if cmd.contains("echo $! >") || cmd.contains("Start-Process") {
+                    h.launch_cmds += 1;
+                }
+                h.queued.push(cmd.to_string());
+                out.insert(
+                    id.clone(),
+                    HostReply {
+                        offline_queued: true,
+                        ..Default::default()
+                    },
+                );
+                continue;
+            }
+            // the queued commands run first, in order
+            if cmd.contains("echo $! >") || cmd.contains("Start-Process") {
+                h.launch_cmds += 1;
+            }
+            let queued = std::mem::take(&mut h.queued);
+            for q in queued {
+                Fake::execute(&self.job, h, &q);
+            }
+            let stdout = Fake::execute(&self.job, h, cmd);
+            out.insert(
+                id.clone(),
+                HostReply {
+                    complete: true,
+                    stdout,
+                    ..Default::default()
+                },
+            );
+        }
+        let running = hosts
+            .values()
+            .filter(|h| h.started.is_some_and(|t| t.elapsed() < h.duration))
+            .count();
+        let mut c = self.calls.lock().unwrap();
+        c.max_running = c.max_running.max(running);
+        Ok(out)
+    }
+    async fn batch_refresh(&self, _b: &str, _t: Duration) -> Result<()> {
+        self.calls.lock().unwrap().refresh += 1;
+        Ok(())
+    }
+}

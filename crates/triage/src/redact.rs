@@ -1,0 +1,195 @@
+//! Secret redaction: pre-signed upload data, API keys and anything derived from them never reach a log,
+//! a report, the journal or the terminal.
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// What replaces a secret in any printed text.
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces every known secret (and every value after a known secret-bearing flag) with [`REDACTED`].
+///
+/// Cheap to clone; the secrets stay inside `SecretString`s and `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// Flags whose value is a secret whatever the collector (Cado Host, UAC, KAPE).
+const SECRET_FLAGS: &[&str] = &[
+    "--presigned_data",
+    "--presigned_url",
+    "--secret_key",
+    "--access_key",
+    "--sas",
+    "--aws-s3-presigned-url",
+    "--azure-storage-sas-url",
+    "--s3url",
+    "--s3k",
+    "--s3s",
+    "--s3st",
+    "--asu",
+];
+
+impl Redactor {
+    /// An empty redactor (still redacts the values of known secret flags).
+    pub fn new() -> Redactor {
+        Redactor::default()
+    }
+
+    /// Adds a secret; empty and very short values (under 4 characters) are ignored because redacting them
+    /// would mangle ordinary text.
+    pub fn add(&mut self, secret: &SecretString) {
+        if secret.expose_secret().len() >= 4
+            && !self
+                .secrets
+                .iter()
+                .any(|s| s.expose_secret() == secret.expose_secret())
+        {
+            self.secrets.push(secret.clone());
+            // longest first, so a secret containing another is replaced whole
+            self.secrets
+                .sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
+        }
+    }
+
+    /// Adds a secret given as plain text (for values derived from secrets, e.g. an encoded command).
+    pub fn add_str(&mut self, secret: &str) {
+        self.add(&SecretString::from(secret.to_string()));
+    }
+
+    /// Number of registered secrets.
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// Whether no secret is registered.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// The text with every secret replaced.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            let s = s.expose_secret();
+            if out.contains(s) {
+                out = out.replace(s, REDACTED);
+            }
+        }
+        redact_flags(&out)
+    }
+}
+
+/// Replaces the value following each of [`SECRET_FLAGS`] (`--flag value`, `--flag=value`, quoted or not).
+fn redact_flags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'outer: loop {
+        // earliest flag occurrence
+        let mut best: Option<(usize, &str)> = None;
+        for flag in SECRET_FLAGS {
+            let mut from = 0;
+            while let Some(pos) = rest[from..].find(flag) {
+                let at = from + pos;
+                let end = at + flag.len();
+                let boundary_after = rest[end..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == ' ' || c == '=' || c == '\t');
+                let boundary_before =
+                    at == 0 || rest[..at].ends_with([' ', '\t', '\'', '"', '(', ';']);
+                if boundary_after && boundary_before {
+                    if best.is_none_or(|(b, _)| at < b) {
+                        best = Some((at, flag));
+                    }
+                    break;
+                }
+                from = end;
+            }
+        }
+        let Some((at, flag)) = best else {
+            out.push_str(rest);
+            break 'outer;
+        };
+        let end = at + flag.len();
+        out.push_str(&rest[..end]);
+        let after = &rest[end..];
+        let sep_len = after.len() - after.trim_start_matches([' ', '\t', '=']).len();
+        out.push_str(&after[..sep_len]);
+        let value = &after[sep_len..];
+        let (consumed, quote) = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let close = value[1..].find(q).map(|i| i + 2).unwrap_or(value.len());
+                (close, Some(q))
+            }
+            _ => (
+                value
+                    .find([' ', '\t', '\n', ';', '&', '|', ')'])
+                    .unwrap_or(value.len()),
+                None,
+            ),
+        };
+        if consumed > 0 {
+            if let Some(q) = quote {
+                out.push(q);
+                out.push_str(REDACTED);
+                out.push(q);
+            } else {
+                out.push_str(REDACTED);
+            }
+        }
+        rest = &value[consumed..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_secrets_are_replaced_longest_first() {
+        let mut r = Redactor::new();
+        r.add(&SecretString::from("eyJ1cmwiOiJodHRwczovL2J1Y2tldCJ9"));
+        r.add_str("eyJ1cmwi");
+        r.add_str("ab"); // too short: ignored
+        assert_eq!(r.len(), 2);
+        let out = r.redact("run eyJ1cmwiOiJodHRwczovL2J1Y2tldCJ9 and eyJ1cmwiXYZ ab");
+        assert_eq!(out, "run <redacted> and <redacted>XYZ ab");
+    }
+
+    #[test]
+    fn secret_flag_values_are_replaced_even_when_unknown() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact(r#"./cado-host --presigned_data "abc def" --verbose"#),
+            r#"./cado-host --presigned_data "<redacted>" --verbose"#
+        );
+        assert_eq!(
+            r.redact("uac --aws-s3-presigned-url=https://x/y?sig=1 -p ir"),
+            "uac --aws-s3-presigned-url=<redacted> -p ir"
+        );
+        assert_eq!(
+            r.redact("kape --s3url 'https://b/k?X-Amz=1'; echo"),
+            "kape --s3url '<redacted>'; echo"
+        );
+        assert_eq!(r.redact("x --presigned_dataX y"), "x --presigned_dataX y");
+        assert_eq!(r.redact("no secrets here"), "no secrets here");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut r = Redactor::new();
+        r.add_str("super-secret-value");
+        let dbg = format!("{r:?}");
+        assert_eq!(dbg, "Redactor { secrets: 1 }");
+    }
+}

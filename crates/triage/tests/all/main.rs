@@ -1,0 +1,7 @@
+//! End-to-end tests of the triage orchestrator against the in-process sandbox.
+
+mod common;
+mod fleet;
+mod resume;
+mod selection;
+mod templates;
