@@ -26,7 +26,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 async fn control(url: String) -> Value {
-    reqwest::get(url).await.expect("control api").json().await.expect("json")
+    reqwest::get(url)
+        .await
+        .expect("control api")
+        .json()
+        .await
+        .expect("json")
 }
 
 async fn start(hosts: usize) -> Sandbox {
@@ -44,14 +49,24 @@ async fn list_hosts_prints_every_host_once() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_list_hosts"));
     falcon_env(&mut cmd, sb.info());
     let out = run(cmd).await;
-    assert!(out.status.success(), "list_hosts failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "list_hosts failed: {}",
+        text(&out.stderr)
+    );
 
     let fleet = control(format!("{}/_sandbox/hosts", sb.info().falcon_url)).await;
     let mut expected: Vec<String> = fleet["hosts"]
         .as_array()
         .expect("hosts")
         .iter()
-        .map(|h| format!("{} {}", h["device_id"].as_str().unwrap(), h["hostname"].as_str().unwrap()))
+        .map(|h| {
+            format!(
+                "{} {}",
+                h["device_id"].as_str().unwrap(),
+                h["hostname"].as_str().unwrap()
+            )
+        })
         .collect();
     let stdout = text(&out.stdout);
     let mut printed: Vec<String> = stdout.lines().map(str::to_owned).collect();
@@ -65,76 +80,224 @@ async fn list_hosts_prints_every_host_once() {
     sb.shutdown().await;
 }
 
+fn falcon_client(info: &SandboxInfo) -> falcon_sdk::FalconClient {
+    falcon_sdk::FalconClient::builder()
+        .client_id(&info.falcon_client_id)
+        .client_secret(secrecy::SecretString::from(
+            info.falcon_client_secret.clone(),
+        ))
+        .base_url(&info.falcon_url)
+        .build()
+        .expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_iocs_creates_then_updates() {
     let sb = start(10).await;
-    for round in 0..2 {
+    let info = sb.info();
+    let run_once = || async {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_upsert_iocs"));
-        falcon_env(&mut cmd, sb.info());
+        falcon_env(&mut cmd, info);
         let out = run(cmd).await;
-        assert!(out.status.success(), "round {round}: {}", text(&out.stderr));
-    }
-    let store = control(format!("{}/_sandbox/iocs", sb.info().falcon_url)).await;
-    let iocs = store["iocs"].as_array().expect("iocs");
-    assert!(!iocs.is_empty(), "upsert_iocs wrote nothing");
-    // Running it twice must not create duplicates: (type, value) stays unique.
-    let mut keys: Vec<(String, String)> = iocs
-        .iter()
-        .map(|i| (i["type"].as_str().unwrap().to_owned(), i["value"].as_str().unwrap().to_owned()))
+        assert!(
+            out.status.success(),
+            "upsert_iocs failed: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    // First run: three IOCs created.
+    let first = run_once().await;
+    let created: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("created "))
         .collect();
-    let n = keys.len();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), n);
-    for i in iocs {
-        assert_eq!(i["created_by"].as_str(), Some(sb.info().falcon_client_id.as_str()));
-    }
-    sb.shutdown().await;
-}
+    assert_eq!(created.len(), 3, "{first}");
+    assert_eq!(first.lines().count(), 3, "{first}");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_alerts_prints_alerts_with_their_hosts() {
-    let sb = start(40).await;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_list_alerts"));
-    falcon_env(&mut cmd, sb.info());
-    let out = run(cmd).await;
-    assert!(out.status.success(), "list_alerts failed: {}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let fleet = control(format!("{}/_sandbox/hosts", sb.info().falcon_url)).await;
-    let hostnames: Vec<&str> = fleet["hosts"]
+    // Someone downgrades one of them in the console...
+    let store = control(format!("{}/_sandbox/iocs", info.falcon_url)).await;
+    let domain = store["iocs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h["hostname"].as_str().unwrap())
+        .find(|i| i["value"] == "malware.example.com")
+        .expect("domain created")
+        .clone();
+    assert_eq!(domain["severity"], "high");
+    let mut u = falcon_sdk::iocs::IndicatorUpdate::new(domain["id"].as_str().unwrap());
+    u.severity = Some(falcon_sdk::iocs::Severity::Low);
+    falcon_client(info)
+        .iocs()
+        .update(vec![u])
+        .send()
+        .await
+        .expect("downgrade");
+
+    // ...the second run finds the three as duplicates and updates them back.
+    let second = run_once().await;
+    let updated: Vec<&str> = second
+        .lines()
+        .filter(|l| l.starts_with("updated "))
         .collect();
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(!lines.is_empty(), "no alert printed");
-    for line in &lines {
+    assert_eq!(updated.len(), 3, "{second}");
+    assert!(
+        !second.contains("created ") && !second.contains("rejected"),
+        "{second}"
+    );
+    for line in &created {
+        let id = line.split_whitespace().nth(1).unwrap();
         assert!(
-            hostnames.iter().any(|h| line.contains(h)),
-            "alert line names no fleet host: {line}"
+            second.contains(&format!("updated {id} ")),
+            "{id} not updated: {second}"
         );
     }
+
+    let store = control(format!("{}/_sandbox/iocs", info.falcon_url)).await;
+    let iocs = store["iocs"].as_array().expect("iocs");
+    assert_eq!(iocs.len(), 3, "duplicates were created: {store}");
+    for i in iocs {
+        assert_eq!(
+            i["created_by"].as_str(),
+            Some(info.falcon_client_id.as_str())
+        );
+        assert_eq!(i["source"], "falcon-sdk-example");
+    }
+    let domain = iocs
+        .iter()
+        .find(|i| i["value"] == "malware.example.com")
+        .unwrap();
+    assert_eq!(
+        domain["severity"], "high",
+        "the update did not restore the severity"
+    );
     sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rtr_run_runs_a_command_on_one_host() {
-    let sb = start(5).await;
-    let fleet = control(format!("{}/_sandbox/hosts", sb.info().falcon_url)).await;
-    let host = fleet["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["online"].as_bool() == Some(true))
-        .expect("an online host")
-        .clone();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtr_run"));
-    falcon_env(&mut cmd, sb.info());
-    cmd.arg(host["device_id"].as_str().unwrap()).arg("pwd");
+async fn list_alerts_prints_the_100_most_recent_with_their_hosts() {
+    // 480 hosts -> 120 alerts (hosts / 4): the example shows the 100 most recent.
+    let sb = start(480).await;
+    let info = sb.info();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_list_alerts"));
+    falcon_env(&mut cmd, info);
     let out = run(cmd).await;
-    assert!(out.status.success(), "rtr_run failed: {}", text(&out.stderr));
-    assert!(!text(&out.stdout).trim().is_empty(), "pwd printed nothing");
+    assert!(
+        out.status.success(),
+        "list_alerts failed: {}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        text(&out.stderr).contains("100 alerts shown (total 120)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let fleet = control(format!("{}/_sandbox/hosts", info.falcon_url)).await;
+    let hostname = |aid: &str| -> String {
+        fleet["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["device_id"] == aid)
+            .map(|h| h["hostname"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{aid} is not in the fleet"))
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 100, "{stdout}");
+    let mut printed = Vec::new();
+    for line in &lines {
+        // `<cid>:ind:<aid>:<id> severity=N status=new host=<hostname of aid>`
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        let aid = f[0].split(':').nth(2).expect("aid in composite id");
+        assert!(
+            f[1].strip_prefix("severity=")
+                .is_some_and(|s| s.parse::<u32>().is_ok()),
+            "{line}"
+        );
+        assert_eq!(f[2], "status=new");
+        assert_eq!(f[3], format!("host={}", hostname(aid)), "{line}");
+        printed.push(f[0].to_owned());
+    }
+    // The same 100 alerts, in the same order, as the newest-first listing of the SDK.
+    let newest: Vec<String> = falcon_client(info)
+        .alerts()
+        .combined()
+        .sort("created_timestamp|desc")
+        .limit(100)
+        .send()
+        .await
+        .expect("alerts")
+        .items
+        .into_iter()
+        .map(|a| a.composite_id)
+        .collect();
+    assert_eq!(printed, newest);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtr_run_runs_a_command_on_one_host_and_on_a_batch() {
+    let sb = start(20).await;
+    let info = sb.info();
+    let fleet = control(format!("{}/_sandbox/hosts", info.falcon_url)).await;
+    let hosts = fleet["hosts"].as_array().unwrap();
+    let pick = |p: &str| -> String {
+        hosts
+            .iter()
+            .find(|h| h["platform_name"] == p)
+            .map(|h| h["device_id"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {p} host"))
+    };
+    let (win, linux) = (pick("Windows"), pick("Linux"));
+
+    // One host: `pwd` prints the working directory of the platform.
+    for (aid, want) in [(&win, "C:\\"), (&linux, "/")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtr_run"));
+        falcon_env(&mut cmd, info);
+        cmd.arg(aid).arg("pwd");
+        let out = run(cmd).await;
+        assert!(
+            out.status.success(),
+            "rtr_run failed: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).trim_end(), want);
+    }
+
+    // A batch with an offline host: one line per host, exit status 2.
+    let offline = hosts
+        .iter()
+        .map(|h| h["device_id"].as_str().unwrap())
+        .find(|a| *a != win && *a != linux)
+        .unwrap()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sandbox/hosts/online", info.falcon_url))
+        .json(&serde_json::json!({"ids": [offline], "online": false}))
+        .send()
+        .await
+        .expect("control api");
+    assert!(r.status().is_success());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtr_run"));
+    falcon_env(&mut cmd, info);
+    cmd.arg(format!("{win},{linux},{offline}")).arg("pwd");
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = |aid: &str| -> String {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(aid))
+            .unwrap_or_else(|| panic!("no line for {aid}: {stdout}"))
+            .to_owned()
+    };
+    assert_eq!(line(&win), format!("{win} Complete C:\\"));
+    assert_eq!(line(&linux), format!("{linux} Complete /"));
+    let off = line(&offline);
+    assert!(off.contains("[40401]"), "{off}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
     sb.shutdown().await;
 }
 
@@ -150,17 +313,42 @@ async fn tail_stream_prints_one_line_per_event() {
         .env("TAIL_MAX_EVENTS", "20")
         .arg(&info.live_stream_id);
     let out = run(cmd).await;
-    assert!(out.status.success(), "tail_stream failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tail_stream failed: {}",
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 20, "{stdout}");
     // First the `connected` event, then the recovery snapshot of indicators.
     let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     assert!(fields.iter().all(|f| f.len() == 3), "{stdout}");
+    assert_eq!(fields[0], ["-", "connected", "-"], "{stdout}");
+    // The snapshot: `create` events with an id; each indicator once, ids non-decreasing.
+    let creates: Vec<&Vec<&str>> = fields[1..]
+        .iter()
+        .filter(|f| f[1] == "create" && f[2].starts_with("indicator--"))
+        .collect();
+    assert!(creates.len() >= 10, "{stdout}");
+    let mut stix: Vec<&str> = creates.iter().map(|f| f[2]).collect();
+    stix.sort();
+    stix.dedup();
+    assert_eq!(stix.len(), creates.len(), "an indicator twice: {stdout}");
+    for f in &fields[1..] {
+        assert!(f[0].contains('-') && f[0] != "-", "event without id: {f:?}");
+    }
+    let ms = |id: &str| id.split('-').next().unwrap().parse::<u64>().unwrap();
     assert!(
-        fields.iter().any(|f| f[2].starts_with("indicator--")),
-        "no indicator event: {stdout}"
+        fields[1..].windows(2).all(|w| ms(w[0][0]) <= ms(w[1][0])),
+        "{stdout}"
     );
-    assert!(!stdout.contains(&info.opencti_token));
+    // It stops after 20 events and prints the state to resume from, not the token.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("resume state") && stderr.contains("start_from"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains(&info.opencti_token) && !stderr.contains(&info.opencti_token));
     sb.shutdown().await;
 }

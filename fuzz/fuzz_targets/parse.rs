@@ -7,14 +7,21 @@ use libfuzzer_sys::fuzz_target;
 use stix_pattern::{ParseOptions, Pattern, SpecVersion};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for version in [SpecVersion::V2_1, SpecVersion::V2_0] {
         for strict in [false, true] {
-            let opts = ParseOptions { version, strict, ..Default::default() };
+            let opts = ParseOptions {
+                version,
+                strict,
+                ..Default::default()
+            };
             match Pattern::parse_with(text, &opts) {
                 Ok(p) => {
                     let printed = p.to_string();
-                    let again = Pattern::parse_with(&printed, &opts).expect("printed pattern parses");
+                    let again =
+                        Pattern::parse_with(&printed, &opts).expect("printed pattern parses");
                     assert_eq!(again, p, "round trip of {text:?} via {printed:?}");
                     let _ = p.inspect();
                     let _ = p.simple_observables();

@@ -22,9 +22,19 @@ async fn alerts_query_get_update() {
         .map(|h| (s(&h["device_id"]), s(&h["hostname"])))
         .collect();
 
-    let ids: Vec<String> = client.alerts().query().ids().try_collect().await.expect("ids");
+    let ids: Vec<String> = client
+        .alerts()
+        .query()
+        .ids()
+        .try_collect()
+        .await
+        .expect("ids");
     assert_eq!(ids.len(), 100);
-    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 100, "an id twice");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        100,
+        "an id twice"
+    );
 
     let alerts = client.alerts().get(&ids).await.expect("get");
     assert_eq!(alerts.len(), 100);
@@ -84,7 +94,37 @@ async fn alerts_query_get_update() {
         .expect("in progress");
     assert_eq!(in_progress, picked.iter().map(|s| s.to_string()).collect());
     let updated = client.alerts().get(&picked).await.expect("get updated");
-    assert!(updated.iter().all(|a| a.status.as_deref() == Some("in_progress")));
+    assert!(
+        updated
+            .iter()
+            .all(|a| a.status.as_deref() == Some("in_progress"))
+    );
     assert!(updated.iter().all(|a| a.tags.iter().any(|t| t == "e2e")));
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_ids_past_10000() {
+    let mut config = common::config(100, 10);
+    config.falcon.alerts = Some(10_300);
+    let sb = common::start(config).await;
+    let info = sb.info();
+    let client = common::falcon(info);
+    // Above 10,000 the query endpoint's offset stops; the SDK takes ids from combined `after`.
+    let ids: Vec<String> = client
+        .alerts()
+        .query()
+        .ids()
+        .try_collect()
+        .await
+        .expect("ids");
+    assert_eq!(ids.len(), 10_300);
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        10_300,
+        "an id twice"
+    );
+    let combined = common::falcon_requests(info, "POST /alerts/combined/alerts/v1").await;
+    assert!(combined >= 11, "{combined} combined pages of at most 1,000");
     sb.shutdown().await;
 }

@@ -13,18 +13,38 @@ async fn expired_token_is_renewed_once() {
     let sb = common::start(common::config(20, 10)).await;
     let info = sb.info();
     let client = common::falcon(info);
-    let page = client.hosts().query().limit(5).send().await.expect("first call");
+    let page = client
+        .hosts()
+        .query()
+        .limit(5)
+        .send()
+        .await
+        .expect("first call");
     assert_eq!(page.items.len(), 5);
     assert_eq!(common::falcon_requests(info, "POST /oauth2/token").await, 1);
 
-    let expired = common::post(format!("{}/_sandbox/tokens/expire", info.falcon_url), json!({})).await;
+    let expired = common::post(
+        format!("{}/_sandbox/tokens/expire", info.falcon_url),
+        json!({}),
+    )
+    .await;
     assert_eq!(expired["expired"], 1);
     // The cached token is now refused with 401; the SDK logs in again and retries the call.
-    let page = client.hosts().query().limit(5).send().await.expect("after expiry");
+    let page = client
+        .hosts()
+        .query()
+        .limit(5)
+        .send()
+        .await
+        .expect("after expiry");
     assert_eq!(page.items.len(), 5);
     assert_eq!(common::falcon_requests(info, "POST /oauth2/token").await, 2);
     // Concurrent calls after another expiry share one renewal.
-    common::post(format!("{}/_sandbox/tokens/expire", info.falcon_url), json!({})).await;
+    common::post(
+        format!("{}/_sandbox/tokens/expire", info.falcon_url),
+        json!({}),
+    )
+    .await;
     let calls = (0..8).map(|_| {
         let c = client.clone();
         async move { c.hosts().query().limit(1).send().await }
@@ -41,7 +61,13 @@ async fn injected_429s_are_waited_out() {
     let sb = common::start(common::config(50, 10)).await;
     let info = sb.info();
     let client = common::falcon(info);
-    client.hosts().query().limit(1).send().await.expect("warm-up");
+    client
+        .hosts()
+        .query()
+        .limit(1)
+        .send()
+        .await
+        .expect("warm-up");
     common::post(
         format!("{}/_sandbox/faults", info.falcon_url),
         json!({"throttle_rate": 0.3, "throttle_retry_after_secs": 1}),
@@ -49,17 +75,30 @@ async fn injected_429s_are_waited_out() {
     .await;
     let started = Instant::now();
     for _ in 0..12 {
-        let page = client.hosts().query().limit(10).send().await.expect("call under 429s");
+        let page = client
+            .hosts()
+            .query()
+            .limit(10)
+            .send()
+            .await
+            .expect("call under 429s");
         assert_eq!(page.items.len(), 10);
     }
     let faults = common::get(format!("{}/_sandbox/faults", info.falcon_url)).await;
     let injected = faults["injected"]["throttles"].as_u64().unwrap();
     let snap = client.rate_limit();
     assert!(injected > 0, "no 429 injected: the test proves nothing");
-    assert_eq!(snap.throttled_responses, injected, "every 429 seen by the SDK");
+    assert_eq!(
+        snap.throttled_responses, injected,
+        "every 429 seen by the SDK"
+    );
     assert!(snap.retries >= injected);
     // Each 429 says "retry in about 1 s"; the SDK waits it out, not for decades.
-    assert!(started.elapsed() < Duration::from_secs(25), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
     sb.shutdown().await;
 }
 
@@ -87,7 +126,11 @@ async fn rate_limit_exhaustion_is_bounded() {
     assert_eq!(err.retry_kind(), RetryKind::Throttled);
     assert!(err.retry_after().is_some(), "RetryAfter hint lost");
     // Retrying is bounded by max_retry_time (3 s) even though the window frees up only in ~60 s.
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let snap = client.rate_limit();
     assert_eq!(snap.remaining, Some(0));
     assert!(snap.throttled_responses >= 2, "the 429 was not retried");

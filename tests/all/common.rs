@@ -11,8 +11,10 @@ use serde_json::Value;
 /// A sandbox config: `hosts` Falcon hosts (all online, no rate limit), `indicators` OpenCTI
 /// indicators.
 pub fn config(hosts: usize, indicators: usize) -> SandboxConfig {
-    let mut c = SandboxConfig::default();
-    c.seed = 11;
+    let mut c = SandboxConfig {
+        seed: 11,
+        ..SandboxConfig::default()
+    };
     c.falcon.hosts = hosts;
     c.falcon.offline_share = 0.0;
     c.falcon.rate_limit_per_minute = None;
@@ -44,15 +46,23 @@ pub fn falcon_with(info: &SandboxInfo, f: impl FnOnce(&mut falcon_sdk::Settings)
 }
 
 pub fn opencti(info: &SandboxInfo) -> OpenCtiClient {
-    OpenCtiClient::builder(&info.opencti_url, SecretString::from(info.opencti_token.clone()))
-        .build()
-        .expect("opencti client")
+    OpenCtiClient::builder(
+        &info.opencti_url,
+        SecretString::from(info.opencti_token.clone()),
+    )
+    .build()
+    .expect("opencti client")
 }
 
 /// `GET` on a control route; panics unless 2xx JSON.
 pub async fn get(url: impl AsRef<str>) -> Value {
     let r = reqwest::get(url.as_ref()).await.expect("control api");
-    assert!(r.status().is_success(), "GET {} -> {}", url.as_ref(), r.status());
+    assert!(
+        r.status().is_success(),
+        "GET {} -> {}",
+        url.as_ref(),
+        r.status()
+    );
     r.json().await.expect("json")
 }
 
@@ -64,7 +74,12 @@ pub async fn post(url: impl AsRef<str>, body: Value) -> Value {
         .send()
         .await
         .expect("control api");
-    assert!(r.status().is_success(), "POST {} -> {}", url.as_ref(), r.status());
+    assert!(
+        r.status().is_success(),
+        "POST {} -> {}",
+        url.as_ref(),
+        r.status()
+    );
     r.json().await.expect("json")
 }
 
@@ -75,7 +90,12 @@ pub async fn delete(url: impl AsRef<str>) {
         .send()
         .await
         .expect("control api");
-    assert!(r.status().is_success(), "DELETE {} -> {}", url.as_ref(), r.status());
+    assert!(
+        r.status().is_success(),
+        "DELETE {} -> {}",
+        url.as_ref(),
+        r.status()
+    );
 }
 
 /// How many times the Falcon simulator served `route` (`"GET /devices/queries/devices-scroll/v1"`).
@@ -96,5 +116,6 @@ pub async fn ioc_store(info: &SandboxInfo) -> Vec<Value> {
 }
 
 pub fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}"))
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
 }

@@ -11,7 +11,10 @@ const FLEET: usize = 10_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_stream_past_10000_and_groups() {
-    let sb = common::start(common::config(FLEET, 10)).await;
+    let mut config = common::config(FLEET, 10);
+    // One group holding every host: its members cross the 10,000 ceiling of the members endpoint.
+    config.falcon.host_groups = 1;
+    let sb = common::start(config).await;
     let info = sb.info();
     let client = common::falcon(info);
     let fleet = common::fleet(info).await;
@@ -47,15 +50,23 @@ async fn hosts_stream_past_10000_and_groups() {
 
     // Full records: ids then details POSTs of at most 5,000 ids.
     common::delete(format!("{}/_sandbox/requests", info.falcon_url)).await;
-    let devices: Vec<falcon_sdk::hosts::Device> =
-        client.hosts().stream(None).try_collect().await.expect("stream");
+    let devices: Vec<falcon_sdk::hosts::Device> = client
+        .hosts()
+        .stream(None)
+        .try_collect()
+        .await
+        .expect("stream");
     assert_eq!(devices.len(), FLEET);
     let got: BTreeMap<String, String> = devices
         .iter()
         .map(|d| (d.device_id.clone(), d.hostname.clone().expect("hostname")))
         .collect();
     assert_eq!(got, expected, "device details differ from the fleet");
-    assert!(devices.iter().all(|d| d.platform_name.is_some() && !d.groups.is_empty()));
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.platform_name.is_some() && !d.groups.is_empty())
+    );
     assert_eq!(
         common::falcon_requests(info, "POST /devices/entities/devices/v2").await,
         3,
@@ -87,7 +98,9 @@ async fn hosts_stream_past_10000_and_groups() {
     // Host groups: find by name, then its members, compared with the fleet's memberships.
     let groups = fleet["groups"].as_array().unwrap();
     assert!(!groups.is_empty());
-    for g in groups.iter().take(2) {
+    assert_eq!(groups.len(), 1);
+    common::delete(format!("{}/_sandbox/requests", info.falcon_url)).await;
+    for g in groups {
         let name = s(&g["name"]);
         let found = client
             .host_groups()
@@ -101,7 +114,13 @@ async fn hosts_stream_past_10000_and_groups() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|h| h["groups"].as_array().unwrap().iter().any(|x| x == &g["id"]))
+            .filter(|h| {
+                h["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == &g["id"])
+            })
             .map(|h| s(&h["device_id"]).to_owned())
             .collect();
         let members: Vec<String> = client
@@ -111,8 +130,16 @@ async fn hosts_stream_past_10000_and_groups() {
             .try_collect()
             .await
             .expect("members");
-        assert_eq!(members.len(), want.len(), "members of {name} streamed twice?");
-        assert_eq!(members.into_iter().collect::<BTreeSet<_>>(), want, "members of {name}");
+        assert_eq!(
+            members.len(),
+            want.len(),
+            "members of {name} streamed twice?"
+        );
+        assert_eq!(
+            members.into_iter().collect::<BTreeSet<_>>(),
+            want,
+            "members of {name}"
+        );
     }
     let missing = client
         .host_groups()
@@ -129,6 +156,33 @@ async fn group_member_devices_carry_the_group() {
     let info = sb.info();
     let client = common::falcon(info);
     let fleet = common::fleet(info).await;
+    // Every group is found by its name, and its members are the fleet's.
+    let groups = fleet["groups"].as_array().unwrap();
+    assert!(groups.len() >= 4);
+    for g in groups {
+        let found = client
+            .host_groups()
+            .find_by_name(s(&g["name"]))
+            .await
+            .expect("find")
+            .expect("found");
+        assert_eq!(found.id, s(&g["id"]));
+        let want: BTreeSet<String> = fleet["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["groups"].as_array().unwrap().contains(&g["id"]))
+            .map(|h| s(&h["device_id"]).to_owned())
+            .collect();
+        let got: BTreeSet<String> = client
+            .host_groups()
+            .members(&found.id)
+            .ids()
+            .try_collect()
+            .await
+            .expect("members");
+        assert_eq!(got, want, "members of {}", found.name);
+    }
     let group = &fleet["groups"][0];
     let devices: Vec<falcon_sdk::hosts::Device> = client
         .host_groups()
@@ -139,9 +193,17 @@ async fn group_member_devices_carry_the_group() {
         .expect("member devices");
     assert!(!devices.is_empty());
     for d in &devices {
-        assert!(d.groups.iter().any(|g| g == s(&group["id"])), "{} not in group", d.device_id);
+        assert!(
+            d.groups.iter().any(|g| g == s(&group["id"])),
+            "{} not in group",
+            d.device_id
+        );
     }
-    let got = client.host_groups().get(&[s(&group["id"])]).await.expect("get");
+    let got = client
+        .host_groups()
+        .get(&[s(&group["id"])])
+        .await
+        .expect("get");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].name, s(&group["name"]));
     sb.shutdown().await;

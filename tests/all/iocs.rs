@@ -37,10 +37,14 @@ fn samples() -> Vec<NewIndicator> {
         .severity(Severity::Critical)
         .platforms([Platform::Windows])
         .source(SOURCE),
-        NewIndicator::new(IocType::Md5, "44d88612fea8a8f36de82e1278abb02f", Action::Detect)
-            .severity(Severity::High)
-            .platforms(all)
-            .source(SOURCE),
+        NewIndicator::new(
+            IocType::Md5,
+            "44d88612fea8a8f36de82e1278abb02f",
+            Action::Detect,
+        )
+        .severity(Severity::High)
+        .platforms(all)
+        .source(SOURCE),
     ]
 }
 
@@ -104,7 +108,12 @@ async fn ioc_lifecycle_against_the_store() {
             .platforms([Platform::Linux])
             .source(SOURCE),
     ];
-    let report = client.iocs().create(batch).send().await.expect("create dups");
+    let report = client
+        .iocs()
+        .create(batch)
+        .send()
+        .await
+        .expect("create dups");
     let written: Vec<&str> = report.written.iter().map(|i| i.value.as_str()).collect();
     assert_eq!(written, ["new.example.org"]);
     let mut dup_idx: Vec<usize> = report
@@ -119,7 +128,11 @@ async fn ioc_lifecycle_against_the_store() {
     assert_eq!(invalid.len(), 1);
     assert_eq!(invalid[0].index, Some(3));
     let store = common::ioc_store(info).await;
-    assert_eq!(store.len(), 6, "duplicates or a resent item reached the store");
+    assert_eq!(
+        store.len(),
+        6,
+        "duplicates or a resent item reached the store"
+    );
 
     // Update: only the fields set change.
     let id = s(&find(&store, "domain", "evil.example.com")["id"]).to_owned();
@@ -147,7 +160,11 @@ async fn ioc_lifecycle_against_the_store() {
     let high: Vec<_> = client
         .iocs()
         .combined()
-        .filter(Fql::eq("source", SOURCE).and(Fql::eq("severity", "high")).to_string())
+        .filter(
+            Fql::eq("source", SOURCE)
+                .and(Fql::eq("severity", "high"))
+                .to_string(),
+        )
         .stream()
         .try_collect()
         .await
@@ -171,7 +188,7 @@ async fn ioc_lifecycle_against_the_store() {
         .send()
         .await
         .expect("delete ids");
-    assert_eq!(deleted, [id.clone()]);
+    assert_eq!(deleted, std::slice::from_ref(&id));
     assert_eq!(common::ioc_store(info).await.len(), 5);
     client
         .iocs()
@@ -181,7 +198,11 @@ async fn ioc_lifecycle_against_the_store() {
         .expect("delete filter");
     let store = common::ioc_store(info).await;
     assert_eq!(store.len(), 4);
-    assert!(store.iter().all(|i| i["type"] != "ipv6" && i["id"] != id.as_str()));
+    assert!(
+        store
+            .iter()
+            .all(|i| i["type"] != "ipv6" && i["id"] != id.as_str())
+    );
     sb.shutdown().await;
 }
 
@@ -205,7 +226,12 @@ async fn ioc_batches_and_after_paging() {
             .source("bulk")
         })
         .collect();
-    let report = client.iocs().create(items).send().await.expect("bulk create");
+    let report = client
+        .iocs()
+        .create(items)
+        .send()
+        .await
+        .expect("bulk create");
     assert_eq!(report.written.len(), 450);
     assert_eq!(report.requests, 3);
     assert_eq!(
@@ -229,7 +255,70 @@ async fn ioc_batches_and_after_paging() {
     assert_eq!(ids.len(), 450);
     let pages = common::falcon_requests(info, "GET /iocs/combined/indicator/v1").await;
     assert!((5..=6).contains(&pages), "{pages} pages");
-    let query_ids: Vec<String> = client.iocs().query().stream().try_collect().await.expect("ids");
+    let query_ids: Vec<String> = client
+        .iocs()
+        .query()
+        .stream()
+        .try_collect()
+        .await
+        .expect("ids");
     assert_eq!(query_ids.len(), 450);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ioc_host_groups_and_expiration() {
+    let sb = common::start(common::config(30, 10)).await;
+    let info = sb.info();
+    let client = common::falcon(info);
+    let fleet = common::fleet(info).await;
+    let group = s(&fleet["groups"][0]["id"]).to_owned();
+    let future = chrono::Utc::now() + chrono::Duration::days(30);
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    let items = vec![
+        // Scoped to one host group instead of applied globally.
+        NewIndicator::new(IocType::Domain, "scoped.example.net", Action::Detect)
+            .severity(Severity::Medium)
+            .platforms([Platform::Windows])
+            .source(SOURCE)
+            .host_groups([group.clone()])
+            .expiration(future),
+        // Already expired: Falcon turns its action into no_action.
+        NewIndicator::new(IocType::Domain, "stale.example.net", Action::Detect)
+            .severity(Severity::Medium)
+            .platforms([Platform::Windows])
+            .source(SOURCE)
+            .expiration(past),
+    ];
+    let report = client.iocs().create(items).send().await.expect("create");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.written.len(), 2);
+    let store = common::ioc_store(info).await;
+    let scoped = find(&store, "domain", "scoped.example.net");
+    assert_eq!(scoped["host_groups"], serde_json::json!([group]));
+    assert_ne!(scoped["applied_globally"], true);
+    let exp: chrono::DateTime<chrono::Utc> = s(&scoped["expiration"]).parse().expect("rfc 3339");
+    assert!((exp - future).num_seconds().abs() <= 1, "{exp} vs {future}");
+
+    let got = client
+        .iocs()
+        .combined()
+        .filter(Fql::eq("value", "stale.example.net").to_string())
+        .send()
+        .await
+        .expect("combined");
+    assert_eq!(got.items.len(), 1);
+    assert!(got.items[0].expired);
+    assert_eq!(got.items[0].action, Some(Action::NoAction));
+    let scoped = client
+        .iocs()
+        .combined()
+        .filter(Fql::eq("host_groups", group.as_str()).to_string())
+        .send()
+        .await
+        .expect("by group");
+    assert_eq!(scoped.items.len(), 1);
+    assert_eq!(scoped.items[0].value, "scoped.example.net");
+    assert_eq!(scoped.items[0].host_groups, [group]);
     sb.shutdown().await;
 }

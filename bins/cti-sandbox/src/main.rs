@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn help_snapshot() {
+        let help = Cli::command()
+            .term_width(100)
+            .render_long_help()
+            .to_string();
+        insta::assert_snapshot!(help);
+    }
+
+    #[test]
     fn flags_map_to_the_config() {
         let cli = Cli::parse_from([
             "cti-sandbox",

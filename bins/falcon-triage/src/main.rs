@@ -329,7 +329,11 @@ async fn run_command<A: FalconApi>(
         );
     };
     if args.dry_run {
-        print!("{}", output::dry_run(&job, &resolved, &set, out)?);
+        let script_timeout = args.options.rtr_timeout.as_secs().saturating_sub(2).max(1);
+        print!(
+            "{}",
+            output::dry_run(&job, &resolved, &set, script_timeout, out)?
+        );
         return Ok(exit_codes::SUCCESS);
     }
     eprint!("{}", output::selection_summary(&resolved));

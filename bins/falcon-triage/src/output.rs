@@ -88,6 +88,7 @@ pub fn dry_run(
     job: &JobId,
     r: &Resolved,
     set: &CollectorSet,
+    script_timeout: u64,
     out: Output,
 ) -> anyhow::Result<String> {
     let mut redactor = set.redactor().clone();
@@ -102,8 +103,8 @@ pub fn dry_run(
         let Some(cmd) = set.command(p) else { continue };
         redactor.add_str(&triage::script::powershell_encode(cmd.expose_secret()));
         let launch = launch_script(p, job, cmd);
-        let launch = redactor.redact(&runscript_command(launch.expose_secret(), 28)?);
-        let probe = runscript_command(&probe_script(p, job), 28)?;
+        let launch = redactor.redact(&runscript_command(launch.expose_secret(), script_timeout)?);
+        let probe = runscript_command(&probe_script(p, job), script_timeout)?;
         per.push((p, set.display(p).unwrap_or_default(), launch, probe));
     }
     Ok(match out {

@@ -118,6 +118,46 @@ async fn dry_run_sends_no_write_and_shows_commands_redacted() {
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["hosts"].as_array().unwrap().len(), 20);
 
+    // a template collector, Linux hosts only: the human-facing dry run, snapshotted (job id filtered)
+    let template = dir.path().join("uac.txt");
+    std::fs::write(
+        &template,
+        "cd {workdir} && ./uac -p ir_triage --aws-s3-presigned-url {secret} out",
+    )
+    .unwrap();
+    let secret_file = dir.path().join("secret.txt");
+    std::fs::write(
+        &secret_file,
+        "https://bucket.example/up?X-Amz-Signature=0123456789abcdef",
+    )
+    .unwrap();
+    let mut c = cmd(&sb);
+    c.args([
+        "run",
+        "--all",
+        "--platform",
+        "linux",
+        "--dry-run",
+        "--collector-name",
+        "uac",
+    ])
+    .arg("--template")
+    .arg(format!("linux={}", template.display()))
+    .arg("--template-secret-file")
+    .arg(&secret_file);
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("0123456789abcdef"));
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(stdout.contains("hosts left out by the platform filter"));
+    // the fleet-independent part: commands, launch and probe per OS
+    let commands = &stdout[stdout
+        .find("== linux: collector command ==")
+        .expect("commands shown")..];
+    insta::with_settings!({filters => vec![(r"\b[0-9a-f]{8}\b", "[job]")]}, {
+        insta::assert_snapshot!("dry_run_template", commands);
+    });
+
     let falcon = get(format!("{}/_sandbox/requests", info.falcon_url)).await;
     let routes = falcon["routes"].to_string();
     assert!(
@@ -357,4 +397,92 @@ fn help_snapshot_and_bad_input_errors() {
         String::from_utf8_lossy(&o.stderr)
             .starts_with("error: journal error at /nonexistent/j.jsonl: ")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_once_stops_launching_twice_leaves_and_resume_finishes() {
+    let sb = start(60, 0.0).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("run.jsonl");
+    let mut c = cmd(&sb);
+    c.args([
+        "run",
+        "--all",
+        "--yes",
+        "--max-concurrent",
+        "10",
+        "--poll-interval",
+        "200ms",
+    ])
+    .arg("--journal")
+    .arg(&journal)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id().to_string();
+    let t0 = Instant::now();
+    while journal_lines_with(&journal, "\"state\":\"launched\"") < 10 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the run did not launch"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let sigint = |pid: &str| Command::new("kill").args(["-INT", pid]).status().unwrap();
+    assert!(sigint(&pid).success());
+    let t0 = Instant::now();
+    while journal_lines_with(&journal, "\"state\":\"cancelled\"") < 50 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "hosts not launched yet were not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(sigint(&pid).success());
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(triage::exit_codes::INTERRUPTED),
+        "{err}"
+    );
+    assert!(
+        err.contains("stopping: no new launches") && err.contains("leaving now"),
+        "{err}"
+    );
+    let replay = triage::journal::replay(&journal).unwrap();
+    assert!(!replay.finished);
+    let cancelled: Vec<_> = replay
+        .hosts
+        .values()
+        .filter(|h| h.state == triage::HostState::Cancelled)
+        .collect();
+    assert_eq!(cancelled.len(), 50);
+    assert!(
+        cancelled
+            .iter()
+            .all(|h| h.reason.as_deref().unwrap().starts_with("stopped_by_user:"))
+    );
+    // nothing was launched after the first Ctrl-C: exactly the 10 launched hosts ran a collector
+    let dump = get(format!("{}/_sandbox/rtr", info.falcon_url)).await;
+    assert_eq!(dump["jobs"].as_array().unwrap().len(), 10);
+
+    let mut c = cmd(&sb);
+    c.args(["resume", "--journal"]).arg(&journal);
+    let o = output(c).await;
+    assert_eq!(
+        o.status.code(),
+        Some(triage::exit_codes::SOME_FAILED),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("60 hosts: 10 succeeded, 50 cancelled"),
+        "{}",
+        text(&o)
+    );
+    sb.shutdown().await;
 }

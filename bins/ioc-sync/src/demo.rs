@@ -161,7 +161,7 @@ pub async fn demo(indicators: usize) -> anyhow::Result<()> {
     println!("  indicator events        {}", summary.data_events);
     println!("  IOCs created            {}", summary.created);
     println!("  IOCs updated            {}", summary.updated);
-    println!("  IOCs unchanged          {}", summary.unchanged);
+    println!("  no write needed         {}", summary.unchanged);
     println!("  dead letters            {}", summary.dead_letters);
     for (reason, n) in &summary.skipped {
         println!("  skipped ({reason:<22}) {n}");

@@ -60,6 +60,17 @@ pub async fn register(
         .await
         .map_err(|e| octi("register", e))?;
     info!(connector_id = %registered.id, "Connector registered with ID");
+    // An empty stored state (not a missing one) is what the UI's "reset state" leaves: start over
+    // with a full re-sync, as the Python connector does, whatever the local file says.
+    if registered
+        .raw_state
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        warn!("Connector state has been remotely reset");
+        state_file.clear().map_err(Error::StateFile)?;
+        return Ok(first_run_state(config));
+    }
     let local = state_file
         .load()
         .map_err(Error::StateFile)?

@@ -3,6 +3,11 @@
 //! `cargo bench -p sandbox --bench ioc_queries` prints requests per second for three query shapes
 //! against a store of `SANDBOX_BENCH_IOCS` IOCs (default 1,000,000), with `SANDBOX_BENCH_CONCURRENCY`
 //! connections (default 32) for `SANDBOX_BENCH_SECS` seconds per shape (default 5).
+//!
+//! The server runs on its own runtime (`SANDBOX_BENCH_SERVER_THREADS` worker threads, default 1,
+//! named `sb-server`) and the load generator on another, so the bench also reports the server's CPU
+//! time per request (from `/proc/self/task/*/stat` on Linux) and the capacity that implies per core,
+//! which does not depend on how busy the machine is with the client or with other work.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,30 +24,86 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// CPU seconds used so far by the threads named `sb-server` (Linux; 0 elsewhere).
+fn server_cpu_secs() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with("sb-server") {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+        ticks += fields
+            .get(11)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        ticks += fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    ticks as f64 / 100.0
+}
+
+fn main() {
     let iocs = env("SANDBOX_BENCH_IOCS", 1_000_000) as usize;
+    let server_threads = env("SANDBOX_BENCH_SERVER_THREADS", 1) as usize;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(server_threads)
+            .thread_name("sb-server")
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let t = Instant::now();
+            let sb = Sandbox::start(SandboxConfig {
+                falcon: FalconConfig {
+                    hosts: 10_000,
+                    iocs,
+                    rate_limit_per_minute: None,
+                    ..FalconConfig::default()
+                },
+                ..SandboxConfig::default()
+            })
+            .await
+            .expect("sandbox starts");
+            tx.send((sb.info().clone(), t.elapsed())).unwrap();
+            let _ = stop_rx.await;
+            sb.shutdown().await;
+        });
+    });
+    let (info, started) = rx.recv().unwrap();
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("sb-client")
+        .enable_all()
+        .build()
+        .unwrap();
+    client.block_on(load(info, started, iocs, server_threads));
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+}
+
+async fn load(info: sandbox::SandboxInfo, started: Duration, iocs: usize, server_threads: usize) {
     let concurrency = env("SANDBOX_BENCH_CONCURRENCY", 32) as usize;
     let secs = env("SANDBOX_BENCH_SECS", 5);
-
-    let t = Instant::now();
-    let sb = Sandbox::start(SandboxConfig {
-        falcon: FalconConfig {
-            hosts: 10_000,
-            iocs,
-            rate_limit_per_minute: None,
-            ..FalconConfig::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let t = started;
     println!(
-        "started with {iocs} IOCs and 10,000 hosts in {:.2} s",
-        t.elapsed().as_secs_f64()
+        "started with {iocs} IOCs and 10,000 hosts in {:.2} s; server on {server_threads} worker thread(s)",
+        t.as_secs_f64()
     );
 
-    let info = sb.info().clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -94,6 +155,7 @@ async fn main() {
         let failed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let start = Instant::now();
+        let cpu_before = server_cpu_secs();
         let mut tasks = Vec::new();
         for worker in 0..concurrency {
             let (http, token, base, make, done, failed, stop) = (
@@ -132,12 +194,19 @@ async fn main() {
             let _ = t.await;
         }
         let elapsed = start.elapsed().as_secs_f64();
+        let cpu = server_cpu_secs() - cpu_before;
         let n = done.load(Ordering::Relaxed);
+        let per_request_us = if n > 0 { cpu * 1e6 / n as f64 } else { 0.0 };
         println!(
-            "{name}: {:.0} requests/s ({n} ok, {} failed, {concurrency} connections, {elapsed:.1} s)",
+            "{name}: {:.0} requests/s on loopback ({n} ok, {} failed, {concurrency} connections, {elapsed:.1} s); \
+             server CPU {per_request_us:.1} us/request = {:.0} requests/s per server core",
             n as f64 / elapsed,
-            failed.load(Ordering::Relaxed)
+            failed.load(Ordering::Relaxed),
+            if per_request_us > 0.0 {
+                1e6 / per_request_us
+            } else {
+                0.0
+            },
         );
     }
-    sb.shutdown().await;
 }

@@ -386,3 +386,21 @@ async fn map_prints_iocs_and_skip_reasons() {
     assert_eq!(lines[0]["skipped"][0]["reason"], "unsupported_hash");
     assert_eq!(lines[1]["skipped"][0]["reason"], "unsupported_type");
 }
+
+#[test]
+fn help_texts() {
+    for args in [&["--help"][..], &["run", "--help"], &["demo", "--help"]] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let name = if args.len() == 1 {
+            "help_main".to_string()
+        } else {
+            format!("help_{}", args[0])
+        };
+        insta::assert_snapshot!(name, String::from_utf8_lossy(&out.stdout));
+    }
+}

@@ -418,6 +418,11 @@ impl<'a> BatchCommandBuilder<'a> {
                         "base_command and command_string must not be empty".into(),
                     ));
                 }
+                if !command_string.starts_with(base_command.as_str()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "command_string must start with the base command `{base_command}`"
+                    )));
+                }
                 let body = CommandBody {
                     base_command,
                     command_string,

@@ -518,6 +518,16 @@ async fn out_of_bounds_timeouts_are_refused_before_sending() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)));
+    // a command string that does not start with its base command is refused too
+    let err = rtr
+        .batch_admin_command("b", "runscript", "-Raw=```id```")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("must start with the base command"),
+        "{err}"
+    );
     // nothing reached the server, not even the token request
     assert!(server.received_requests().await.unwrap().is_empty());
 }

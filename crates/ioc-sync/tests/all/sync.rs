@@ -255,8 +255,8 @@ async fn pattern_change_revocation_deletion_and_merge_of_known_indicators() {
 async fn dropped_stream_and_falcon_errors_lose_nothing() {
     let sb = sandbox(2_000, |c| {
         c.opencti.faults.close_stream_every = Some(500);
-        c.falcon.faults.error_rate = 0.05;
-        c.falcon.faults.throttle_rate = 0.05;
+        c.falcon.faults.error_rate = 0.1;
+        c.falcon.faults.throttle_rate = 0.1;
         c.falcon.faults.throttle_retry_after_secs = 1;
     })
     .await;
@@ -264,6 +264,8 @@ async fn dropped_stream_and_falcon_errors_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = env(&info, dir.path());
     e.insert("IOC_SYNC_BATCH_SIZE".into(), "300".into());
+    e.insert("IOC_SYNC_WRITE_CHUNK".into(), "50".into());
+    e.insert("IOC_SYNC_LOOKUP_CHUNK".into(), "50".into());
     let config = config(&e);
     let s = sync_until_caught_up(&config).await;
     let faults = get(format!("{}/_sandbox/faults", info.falcon_url)).await;
@@ -419,5 +421,62 @@ async fn reconcile_fixes_drift_both_ways() {
         "{done:?}"
     );
     assert_converged_with(&info, true).await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing_and_keeps_no_state() {
+    let sb = sandbox(300, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&env(&info, dir.path()));
+    let opts = ioc_sync::RunOptions {
+        dry_run: true,
+        until_caught_up: true,
+    };
+    let s = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        ioc_sync::run(&config, &opts, std::future::pending()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(s.created > 0, "the plan is reported: {s:?}");
+    assert!(falcon_all(&info).await.is_empty(), "nothing written");
+    assert!(!dir.path().join("state.json").exists(), "no state saved");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_reset_in_opencti_triggers_a_full_resync() {
+    let sb = sandbox(300, |_| {}).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(&info, dir.path());
+    let config = config(&e);
+    let first = sync_until_caught_up(&config).await;
+    let again = sync_until_caught_up(&config).await;
+    assert!(
+        again.data_events < first.data_events / 10,
+        "a restart resumes: {again:?}"
+    );
+    post(
+        format!(
+            "{}/_sandbox/connectors/{}/reset",
+            info.opencti_url, e["CONNECTOR_ID"]
+        ),
+        json!({}),
+    )
+    .await;
+    let after = sync_until_caught_up(&config).await;
+    assert_eq!(
+        after.data_events, first.data_events,
+        "the reset replays the whole snapshot"
+    );
+    assert_eq!(
+        after.created, 0,
+        "nothing rewritten: every IOC is already as wanted"
+    );
+    assert_converged(&info).await;
     sb.shutdown().await;
 }

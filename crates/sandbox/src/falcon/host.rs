@@ -168,6 +168,23 @@ fn first_word(s: &str) -> &str {
     s.split_whitespace().next().unwrap_or("")
 }
 
+/// True when a collector command runs the Cado Host binary (not just its `cado-host-<job>` work directory).
+pub(crate) fn is_cado(command: &str) -> bool {
+    command
+        .match_indices("cado-host")
+        .any(|(at, m)| !command[at + m.len()..].starts_with('-'))
+}
+
+/// The program a shell would fail to find: the first word of the last `&&`/`;` segment.
+fn program(command: &str) -> &str {
+    let last = command.rsplit("&&").next().unwrap_or(command);
+    let last = last
+        .rsplit(';')
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or(last);
+    first_word(last.trim()).trim_matches(['\'', '"'])
+}
+
 impl Jobs {
     /// Runs a script (`runscript -Raw`, or a library script's content) on `host`.
     pub(crate) fn run_script(
@@ -249,7 +266,7 @@ impl Jobs {
         self.next_pid = self.next_pid.wrapping_add(7919) % 60_000;
         let pid = 1_000 + self.next_pid;
         self.draws += 1;
-        let is_cado = command.contains("cado-host");
+        let is_cado = is_cado(&command);
         let fails = is_cado && draw(model.seed ^ 0xCAD0, self.draws) < model.failure_rate;
         let duration = if is_cado {
             model.collector_duration
@@ -262,7 +279,7 @@ impl Jobs {
         } else {
             vec![(
                 Duration::ZERO,
-                not_found_error(host.os, first_word(&command))
+                not_found_error(host.os, program(&command))
                     .trim_end()
                     .to_string(),
             )]
@@ -332,12 +349,11 @@ impl Jobs {
                 continue;
             }
             finished += 1;
-            let is_cado = j.command.contains("cado-host");
-            if !is_cado {
+            if !is_cado(&j.command) {
                 j.exit_code = Some(if j.os == Os::Windows { 1 } else { 127 });
                 continue;
             }
-            if !j.fails {
+            if !j.fails && j.command.contains("--presigned_data") {
                 match bucket.upload_with_command(
                     &j.command,
                     &j.hostname,
@@ -499,6 +515,24 @@ mod tests {
         let a = runscript_args("runscript -CloudFile=\"My Script\" -CommandLine=\"\"");
         assert_eq!(a["cloudfile"], "My Script");
         assert_eq!(a["commandline"], "");
+    }
+
+    #[test]
+    fn cado_commands_are_told_from_other_collectors() {
+        assert!(is_cado(
+            "cd '/tmp/cado-host-3f9a1c2e' && sudo ./cado-host --presigned_data 'x'"
+        ));
+        assert!(is_cado(
+            "& 'C:\\Windows\\Temp\\cado-host-3f9a1c2e\\cado-host.exe' --presigned_data 'x'"
+        ));
+        assert!(!is_cado(
+            "cd /tmp/cado-host-3f9a1c2e && ./uac -p ir_triage out"
+        ));
+        assert_eq!(
+            program("cd /tmp/cado-host-3f9a1c2e && ./uac -p ir_triage out"),
+            "./uac"
+        );
+        assert_eq!(program("nosuchtool --x"), "nosuchtool");
     }
 
     #[test]

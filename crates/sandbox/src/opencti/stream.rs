@@ -175,7 +175,11 @@ impl Conn {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 4096)));
-        self.tx.send(chunk).await.map_err(|_| End::Gone)
+        // A client that stops reading must not keep the server from shutting down.
+        tokio::select! {
+            sent = self.tx.send(chunk) => sent.map_err(|_| End::Gone),
+            _ = stopped(self.app.stop.clone()) => Err(End::Gone),
+        }
     }
 
     fn visible(&self, ind: &Indicator) -> bool {

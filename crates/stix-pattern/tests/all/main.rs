@@ -5,4 +5,5 @@ mod errors;
 mod matcher;
 mod no_panic;
 mod observables;
+mod printing;
 mod strict;

@@ -133,6 +133,10 @@ async fn thousand_hosts_with_offline_and_failing_hosts_end_in_the_right_state() 
     assert_eq!(outcome.stats.session_calls, 1);
     assert_eq!(outcome.stats.launch_calls, 3);
     assert!(outcome.stats.max_probe_calls_per_round <= 3);
+    assert!(
+        outcome.stats.refresh_calls >= 1,
+        "sessions were refreshed during the run"
+    );
     // secrets: neither the API key nor any pre-signed data in the journal or the report
     let report = serde_json::to_string(&outcome.report).unwrap() + &outcome.report.table();
     let key = env.cado.api_key().expose_secret().to_string();
