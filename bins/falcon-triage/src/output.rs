@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use secrecy::ExposeSecret;
 use triage::preflight::ScopeCheck;
 use triage::report::table;
-use triage::script::{launch_script, probe_script, runscript_command};
+use triage::script::{launch_script, runscript_command, status_probe};
 use triage::{CollectorSet, HostState, JobId, Progress, Resolved};
 
 use crate::cli::Output;
@@ -104,17 +104,18 @@ pub fn dry_run(
         redactor.add_str(&triage::script::powershell_encode(cmd.expose_secret()));
         let launch = launch_script(p, job, cmd);
         let launch = redactor.redact(&runscript_command(launch.expose_secret(), script_timeout)?);
-        let probe = runscript_command(&probe_script(p, job), script_timeout)?;
-        per.push((p, set.display(p).unwrap_or_default(), launch, probe));
+        per.push((p, set.display(p).unwrap_or_default(), launch));
     }
+    // One status probe for every platform: a script valid for POSIX shells and PowerShell alike.
+    let probe = runscript_command(&status_probe(job), script_timeout)?;
     Ok(match out {
         Output::Json => {
             let commands: serde_json::Map<String, serde_json::Value> = per
                 .iter()
-                .map(|(p, c, l, pr)| {
+                .map(|(p, c, l)| {
                     (
                         p.as_str().to_string(),
-                        serde_json::json!({"command": c, "launch": l, "probe": pr}),
+                        serde_json::json!({"command": c, "launch": l}),
                     )
                 })
                 .collect();
@@ -127,7 +128,7 @@ pub fn dry_run(
                 "{}\n",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "dry_run": true, "job": job.as_str(), "collector": set.label(),
-                    "hosts": hosts, "not_found": r.not_found, "commands": commands,
+                    "hosts": hosts, "not_found": r.not_found, "commands": commands, "probe": probe,
                 }))?
             )
         }
@@ -141,12 +142,16 @@ pub fn dry_run(
                 &host_rows(r),
             ));
             s.push_str(&selection_summary(r));
-            for (p, c, l, pr) in per {
+            for (p, c, l) in per {
                 let _ = write!(
                     s,
-                    "\n== {p}: collector command ==\n{c}\n\n== {p}: launch (batch admin runscript) ==\n{l}\n\n== {p}: status probe ==\n{pr}\n"
+                    "\n== {p}: collector command ==\n{c}\n\n== {p}: launch (batch admin runscript) ==\n{l}\n"
                 );
             }
+            let _ = write!(
+                s,
+                "\n== status probe, every platform (batch admin runscript, one call per batch per round) ==\n{probe}\n"
+            );
             s
         }
     })

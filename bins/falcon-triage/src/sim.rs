@@ -225,7 +225,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
         st.batches
     );
     println!(
-        "probe calls per round          max {} over {} rounds, {} batch(es): one per batch and OS present",
+        "probe calls per round          max {} over {} rounds, {} batch(es): one per batch (target <= 1 per 10,000 hosts)",
         st.max_probe_calls_per_round, st.rounds, batches
     );
     println!("session refreshes              {}", st.refresh_calls);

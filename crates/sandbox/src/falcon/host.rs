@@ -155,6 +155,33 @@ fn windows_collector(script: &str) -> Option<String> {
     String::from_utf16(&units).ok()
 }
 
+/// Splits the sh / PowerShell polyglot of `docs/collector-protocol.md` into the half each shell runs:
+///
+/// ```text
+/// echo @'
+/// ' > /dev/null
+/// <sh half, ending with `exit 0`>
+/// '@ > $null
+/// <PowerShell half>
+/// ```
+///
+/// PowerShell reads the sh half as a here-string closed by the first line starting with `'@`; sh runs it
+/// and leaves at its `exit 0`. `None` when the script is not such a polyglot, or when sh would run on into
+/// the PowerShell half (no closing `exit 0`).
+fn polyglot_halves(script: &str) -> Option<(&str, &str)> {
+    let body = script.strip_prefix("echo @'\n' > /dev/null\n")?;
+    let close = if body.starts_with("'@") {
+        0
+    } else {
+        body.find("\n'@")? + 1
+    };
+    let sh_half = &body[..close];
+    let after = &body[close..];
+    let powershell_half = after.strip_prefix("'@ > $null\n")?;
+    let exits = sh_half.lines().last().map(str::trim) == Some("exit 0");
+    exits.then_some((sh_half, powershell_half))
+}
+
 fn not_found_error(os: Os, word: &str) -> String {
     match os {
         Os::Windows => format!(
@@ -194,7 +221,17 @@ impl Jobs {
         model: &Model,
         now: Instant,
     ) -> Output {
-        let windows_template = script.contains("$d = 'C:\\Windows\\Temp\\cado-host-");
+        // The status probe is one sh / PowerShell polyglot: each host runs the half of its own shell.
+        if let Some((sh_half, powershell_half)) = polyglot_halves(script) {
+            let own = if host.os == Os::Windows {
+                powershell_half
+            } else {
+                sh_half
+            };
+            return self.run_script(host, own, model, now);
+        }
+        let windows_template = script.contains("$d = 'C:\\Windows\\Temp\\cado-host-")
+            || script.contains("$d = \"C:\\Windows\\Temp\\cado-host-");
         let unix_template = script.contains("d=/tmp/cado-host-");
         if windows_template && host.os != Os::Windows {
             return Output::err("sh: 1: $d: not found\nsh: 2: Syntax error: \"(\" unexpected\n");
@@ -555,5 +592,87 @@ mod tests {
             windows_collector(&win).unwrap(),
             "cado-host.exe --presigned_data \"x\""
         );
+    }
+
+    /// The sh / PowerShell polyglot status probe of `docs/collector-protocol.md`.
+    fn polyglot_probe(job: &str) -> String {
+        format!(
+            "echo @'\n' > /dev/null\n\
+             d=/tmp/cado-host-{job}\n\
+             if [ -f \"$d/exit_code\" ]; then echo \"FALCON-TRIAGE exited job={job} code=$(cat \"$d/exit_code\")\"\n\
+             elif [ -f \"$d/pid\" ] && kill -0 \"$(cat \"$d/pid\")\" 2>/dev/null; then echo \"FALCON-TRIAGE running job={job} pid=$(cat \"$d/pid\")\"\n\
+             elif [ -f \"$d/pid\" ]; then echo \"FALCON-TRIAGE vanished job={job}\"\n\
+             else echo \"FALCON-TRIAGE absent job={job}\"; fi\n\
+             echo \"FALCON-TRIAGE log-tail job={job}\"\n\
+             tail -n 20 \"$d/collector.log\" 2>/dev/null\n\
+             exit 0\n\
+             '@ > $null\n\
+             $d = \"C:\\Windows\\Temp\\cado-host-{job}\"\n\
+             if (Test-Path \"$d\\exit_code\") {{ Write-Output \"FALCON-TRIAGE exited job={job} code=$((Get-Content \"$d\\exit_code\" -TotalCount 1).Trim())\" }}\n\
+             else {{ Write-Output \"FALCON-TRIAGE absent job={job}\" }}\n\
+             Write-Output \"FALCON-TRIAGE log-tail job={job}\"\n\
+             #'\n"
+        )
+    }
+
+    #[test]
+    fn the_polyglot_probe_is_split_into_the_half_of_each_shell() {
+        let p = polyglot_probe("3f9a1c2e");
+        let (sh, ps) = polyglot_halves(&p).expect("a polyglot");
+        assert!(sh.starts_with("d=/tmp/cado-host-3f9a1c2e\n"));
+        assert!(sh.ends_with("exit 0\n"));
+        assert!(ps.starts_with("$d = \"C:\\Windows\\Temp\\cado-host-3f9a1c2e\"\n"));
+        // without its `exit 0`, sh would run on into the PowerShell half: not a polyglot
+        assert!(polyglot_halves(&p.replace("exit 0\n", "")).is_none());
+        assert!(polyglot_halves("d=/tmp/cado-host-3f9a1c2e\necho hi\n").is_none());
+    }
+
+    #[test]
+    fn every_os_answers_the_polyglot_probe_for_itself() {
+        let fleet = super::super::fleet::Fleet::generate(
+            &super::super::FalconConfig::default(),
+            7,
+            "cid",
+            Instant::now(),
+        );
+        let model = Model {
+            failure_rate: 0.0,
+            collector_duration: Duration::from_secs(60),
+            seed: 7,
+        };
+        let mut jobs = Jobs::default();
+        let probe = polyglot_probe("3f9a1c2e");
+        for os in [Os::Windows, Os::Linux, Os::Mac] {
+            let host = fleet
+                .hosts
+                .iter()
+                .find(|h| h.os == os)
+                .expect("a host per OS");
+            let out = jobs.run_script(host, &probe, &model, Instant::now());
+            assert_eq!(
+                out,
+                Output::out(
+                    "FALCON-TRIAGE absent job=3f9a1c2e\nFALCON-TRIAGE log-tail job=3f9a1c2e\n"
+                ),
+                "{os:?}"
+            );
+            let launch = if os == Os::Windows {
+                "$d = 'C:\\Windows\\Temp\\cado-host-3f9a1c2e'\n$inner = \"& { powershell.exe -NoProfile -EncodedCommand ZABpAHIA *> '$d\\collector.log'\"\nWrite-Output \"FALCON-TRIAGE launched job=3f9a1c2e pid=$($p.Id)\"\n"
+            } else {
+                "d=/tmp/cado-host-3f9a1c2e\n(sh -c './cado-host --presigned_data x' > \"$d/collector.log\" 2>&1; echo $? > \"$d/exit_code\") &\necho \"FALCON-TRIAGE launched job=3f9a1c2e pid=$!\"\n"
+            };
+            let out = jobs.run_script(host, launch, &model, Instant::now());
+            assert!(
+                out.stdout
+                    .starts_with("FALCON-TRIAGE launched job=3f9a1c2e pid="),
+                "{os:?}: {out:?}"
+            );
+            let out = jobs.run_script(host, &probe, &model, Instant::now());
+            assert!(
+                out.stdout
+                    .starts_with("FALCON-TRIAGE running job=3f9a1c2e pid="),
+                "{os:?}: {out:?}"
+            );
+        }
     }
 }
