@@ -17,6 +17,9 @@ use sandbox::falcon::FalconConfig;
 use sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 
+/// Builds the request path of the i-th query of a shape.
+type PathFor = Box<dyn Fn(u64) -> String + Send + Sync>;
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -123,7 +126,7 @@ async fn load(info: sandbox::SandboxInfo, started: Duration, iocs: usize, server
     let token = token["access_token"].as_str().unwrap().to_string();
     // Values the preload generated: bench-<seed>-<i>.example.com for i % 4 == 0.
     let seed = SandboxConfig::default().seed;
-    let shapes: Vec<(&str, Box<dyn Fn(u64) -> String + Send + Sync>)> = vec![
+    let shapes: Vec<(&str, PathFor)> = vec![
         (
             "query ids by value (indexed)",
             Box::new(move |i| {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use sandbox::opencti::{OpenCtiConfig, OpenCtiServer};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -20,7 +23,9 @@ async fn main() {
     let indicators = env("SANDBOX_BENCH_INDICATORS", 100_000) as usize;
     let runs = env("SANDBOX_BENCH_RUNS", 3);
     let t = Instant::now();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     // Every indicator in the snapshot: no revoked filter, inferred ones included by the header.
     let server = OpenCtiServer::start(
         listener,
@@ -34,14 +39,21 @@ async fn main() {
         },
         42,
     );
-    println!("opencti_stream: generated {indicators} indicators in {:.2?}", t.elapsed());
+    println!(
+        "opencti_stream: generated {indicators} indicators in {:.2?}",
+        t.elapsed()
+    );
     let client = reqwest::Client::new();
     let recover = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut best = Duration::MAX;
     for run in 1..=runs {
         let start = Instant::now();
         let mut resp = client
-            .get(format!("{}/stream/{}?recover={recover}", server.url(), server.live_stream_id()))
+            .get(format!(
+                "{}/stream/{}?recover={recover}",
+                server.url(),
+                server.live_stream_id()
+            ))
             .bearer_auth(server.token())
             .header("last-event-id", "0-0")
             .header("no-dependencies", "true")
@@ -50,11 +62,15 @@ async fn main() {
             .await
             .expect("stream request");
         assert_eq!(resp.status(), 200);
-        let (mut first_byte, mut bytes, mut events, mut indicator_events) = (None, 0usize, 0usize, 0usize);
+        let (mut first_byte, mut bytes, mut events, mut indicator_events) =
+            (None, 0usize, 0usize, 0usize);
         let mut prev_newline = false;
         let mut carry: Vec<u8> = Vec::new();
         while indicator_events < indicators {
-            let Some(chunk) = resp.chunk().await.expect("stream chunk") else { break };
+            let next = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await;
+            let Ok(Some(chunk)) = next.map(|c| c.expect("stream chunk")) else {
+                break;
+            };
             first_byte.get_or_insert_with(|| start.elapsed());
             bytes += chunk.len();
             for &b in chunk.iter() {
@@ -70,8 +86,8 @@ async fn main() {
                     prev_newline = true;
                 } else {
                     prev_newline = false;
-                    // Keep only the head of the data line: the origin comes before the STIX object.
-                    if carry.len() < 160 {
+                    // Keep only the head of the event: the origin comes before the STIX object.
+                    if carry.len() < 512 {
                         carry.push(b);
                     }
                 }

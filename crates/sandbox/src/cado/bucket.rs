@@ -184,11 +184,23 @@ impl Bucket {
         at: DateTime<Utc>,
     ) -> Result<String, UploadRejected> {
         let b64 = presigned_argument(command).ok_or(UploadRejected::NoPresignedData)?;
-        let raw = B64.decode(b64.as_bytes()).map_err(|_| UploadRejected::Malformed)?;
-        let doc: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| UploadRejected::Malformed)?;
-        let template = doc["fields"]["key"].as_str().ok_or(UploadRejected::Malformed)?;
-        let signature = doc["fields"]["x-amz-signature"].as_str().ok_or(UploadRejected::Malformed)?;
-        let issued = self.lock().issued.get(signature).cloned().ok_or(UploadRejected::UnknownCredential)?;
+        let raw = B64
+            .decode(b64.as_bytes())
+            .map_err(|_| UploadRejected::Malformed)?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|_| UploadRejected::Malformed)?;
+        let template = doc["fields"]["key"]
+            .as_str()
+            .ok_or(UploadRejected::Malformed)?;
+        let signature = doc["fields"]["x-amz-signature"]
+            .as_str()
+            .ok_or(UploadRejected::Malformed)?;
+        let issued = self
+            .lock()
+            .issued
+            .get(signature)
+            .cloned()
+            .ok_or(UploadRejected::UnknownCredential)?;
         if at > issued.expires {
             return Err(UploadRejected::Expired);
         }
@@ -205,7 +217,12 @@ impl Bucket {
     }
 
     pub(crate) fn pipelines(&self, project_id: u64) -> Vec<Pipeline> {
-        self.lock().pipelines.iter().filter(|p| p.project_id == project_id).cloned().collect()
+        self.lock()
+            .pipelines
+            .iter()
+            .filter(|p| p.project_id == project_id)
+            .cloned()
+            .collect()
     }
 
     /// Signs a policy document and remembers the credential; returns the signature.
@@ -235,7 +252,16 @@ fn presigned_argument(command: &str) -> Option<String> {
 }
 
 fn sanitize(hostname: &str) -> String {
-    hostname.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    hostname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A deterministic uniform draw in `[0, 1)` from a seed and a counter (splitmix64).
@@ -258,14 +284,24 @@ mod tests {
 
     #[test]
     fn project_is_parsed_from_the_key() {
-        assert_eq!(project_of_key("cado-collector/project-12/cado-host/2026/11/22/h-1.tar.lz4"), Some(12));
+        assert_eq!(
+            project_of_key("cado-collector/project-12/cado-host/2026/11/22/h-1.tar.lz4"),
+            Some(12)
+        );
         assert_eq!(project_of_key("elsewhere/x.tar.lz4"), None);
     }
 
     #[test]
     fn presigned_argument_is_found_in_both_shells() {
-        assert_eq!(presigned_argument(r#"sudo ./cado-host capture --presigned_data "eyJ1cmwi" -c light"#).as_deref(), Some("eyJ1cmwi"));
-        assert_eq!(presigned_argument("& $exe capture --presigned_data 'eyJ1=' ").as_deref(), Some("eyJ1="));
+        assert_eq!(
+            presigned_argument(r#"sudo ./cado-host capture --presigned_data "eyJ1cmwi" -c light"#)
+                .as_deref(),
+            Some("eyJ1cmwi")
+        );
+        assert_eq!(
+            presigned_argument("& $exe capture --presigned_data 'eyJ1=' ").as_deref(),
+            Some("eyJ1=")
+        );
         assert_eq!(presigned_argument("./cado-host capture"), None);
     }
 
@@ -274,7 +310,12 @@ mod tests {
         let bucket = Bucket::new("b", 1, 0.0);
         let c = bucket.put_capture("manual/x.tar.lz4", 10, "h", "d");
         assert_eq!(c.pipeline_id, None);
-        let c = bucket.put_capture("cado-collector/project-3/cado-host/2026/11/22/h-1.tar.lz4", 10, "h", "d");
+        let c = bucket.put_capture(
+            "cado-collector/project-3/cado-host/2026/11/22/h-1.tar.lz4",
+            10,
+            "h",
+            "d",
+        );
         assert_eq!(c.pipeline_id, Some(1));
         assert_eq!(bucket.pipelines(3).len(), 1);
         assert_eq!(bucket.captures().len(), 2);
@@ -293,8 +334,17 @@ mod tests {
         };
         let d = Duration::from_secs(10);
         assert_eq!(p.status(created, d), "queued");
-        assert_eq!(p.status(created + chrono::Duration::seconds(5), d), "in_progress");
-        assert_eq!(p.status(created + chrono::Duration::seconds(10), d), "complete");
-        assert_eq!(Pipeline { fails: true, ..p }.status(created + chrono::Duration::seconds(11), d), "failed");
+        assert_eq!(
+            p.status(created + chrono::Duration::seconds(5), d),
+            "in_progress"
+        );
+        assert_eq!(
+            p.status(created + chrono::Duration::seconds(10), d),
+            "complete"
+        );
+        assert_eq!(
+            Pipeline { fails: true, ..p }.status(created + chrono::Duration::seconds(11), d),
+            "failed"
+        );
     }
 }

@@ -59,15 +59,31 @@ const BOOL_OPTIONS: &[&str] = &[
     "custom_container",
     "is_non_root",
 ];
-const STRING_OPTIONS: &[&str] = &["filename", "drive_letter", "pod_name", "pod_namespace", "target_container"];
+const STRING_OPTIONS: &[&str] = &[
+    "filename",
+    "drive_letter",
+    "pod_name",
+    "pod_namespace",
+    "target_container",
+];
 const LIST_OPTIONS: &[&str] = &["additional_files", "groups"];
 
 impl ImportRequest {
     /// Validates the JSON body; the error names the offending field.
     pub(crate) fn parse(body: &Value) -> Result<ImportRequest, String> {
-        let obj = body.as_object().ok_or("request body must be a JSON object")?;
+        let obj = body
+            .as_object()
+            .ok_or("request body must be a JSON object")?;
         for key in obj.keys() {
-            if !["project_id", "deployment", "os", "downloadable", "command_options"].contains(&key.as_str()) {
+            if ![
+                "project_id",
+                "deployment",
+                "os",
+                "downloadable",
+                "command_options",
+            ]
+            .contains(&key.as_str())
+            {
                 return Err(format!("{key}: unknown field"));
             }
         }
@@ -88,7 +104,11 @@ impl ImportRequest {
             Some("macos" | "osx") => Os::Macos,
             Some("osx-x86") => Os::MacosX86,
             Some("kubernetes" | "openshift") => Os::Kubernetes,
-            Some(other) => return Err(format!("os: unsupported value {other:?} (windows, linux, macos, kubernetes, openshift)")),
+            Some(other) => {
+                return Err(format!(
+                    "os: unsupported value {other:?} (windows, linux, macos, kubernetes, openshift)"
+                ));
+            }
             None => return Err("os: required".into()),
         };
         let downloadable = match obj.get("downloadable") {
@@ -104,7 +124,13 @@ impl ImportRequest {
         if os == Os::Kubernetes && options.pod_name.is_none() {
             return Err("command_options.pod_name: required for kubernetes and openshift".into());
         }
-        Ok(ImportRequest { project_id, auto, os, downloadable, options })
+        Ok(ImportRequest {
+            project_id,
+            auto,
+            os,
+            downloadable,
+            options,
+        })
     }
 }
 
@@ -114,7 +140,9 @@ impl Options {
         for (key, value) in map {
             let k = key.as_str();
             if BOOL_OPTIONS.contains(&k) {
-                let b = value.as_bool().ok_or_else(|| format!("command_options.{k}: must be a boolean"))?;
+                let b = value
+                    .as_bool()
+                    .ok_or_else(|| format!("command_options.{k}: must be a boolean"))?;
                 match k {
                     "as_super" => o.as_super = Some(b),
                     "light_mode" => o.light_mode = b,
@@ -130,11 +158,15 @@ impl Options {
                 if value.is_null() {
                     continue;
                 }
-                let s = value.as_str().ok_or_else(|| format!("command_options.{k}: must be a string"))?;
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| format!("command_options.{k}: must be a string"))?;
                 match k {
                     "drive_letter" => {
                         if !(s.len() == 1 && s.chars().all(|c| c.is_ascii_alphabetic())) {
-                            return Err(format!("command_options.drive_letter: must be one letter, got {s:?}"));
+                            return Err(format!(
+                                "command_options.drive_letter: must be one letter, got {s:?}"
+                            ));
                         }
                         o.drive_letter = Some(s.to_ascii_uppercase());
                     }
@@ -145,16 +177,29 @@ impl Options {
             } else if LIST_OPTIONS.contains(&k) {
                 let list = value
                     .as_array()
-                    .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|v| v.as_str().map(str::to_owned))
+                            .collect::<Option<Vec<_>>>()
+                    })
                     .ok_or_else(|| format!("command_options.{k}: must be a list of strings"))?;
                 if k == "groups" {
-                    if let Some(bad) = list.iter().find(|g| g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
-                        return Err(format!("command_options.groups: invalid group name {bad:?}"));
+                    if let Some(bad) = list.iter().find(|g| {
+                        g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    }) {
+                        return Err(format!(
+                            "command_options.groups: invalid group name {bad:?}"
+                        ));
                     }
                     o.groups = list;
                 } else {
-                    if let Some(bad) = list.iter().find(|p| p.contains('"') || p.ends_with('/') || p.ends_with('\\')) {
-                        return Err(format!("command_options.additional_files: invalid path {bad:?} (no quotes, no trailing slash)"));
+                    if let Some(bad) = list
+                        .iter()
+                        .find(|p| p.contains('"') || p.ends_with('/') || p.ends_with('\\'))
+                    {
+                        return Err(format!(
+                            "command_options.additional_files: invalid path {bad:?} (no quotes, no trailing slash)"
+                        ));
                     }
                     o.additional_files = list;
                 }
@@ -215,11 +260,16 @@ pub(crate) fn build(
     n: u64,
     now: DateTime<Utc>,
 ) -> Value {
-    let folder = format!("cado-collector/project-{}/cado-host/{}/", req.project_id, now.format("%Y/%m/%d"));
-    let expires = now + chrono::Duration::from_std(config.presigned_ttl).unwrap_or(chrono::Duration::hours(12));
+    let folder = format!(
+        "cado-collector/project-{}/cado-host/{}/",
+        req.project_id,
+        now.format("%Y/%m/%d")
+    );
+    let expires = now
+        + chrono::Duration::from_std(config.presigned_ttl).unwrap_or(chrono::Duration::hours(12));
     let date = now.format("%Y%m%d").to_string();
     let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let access = format!("ASIA{:016X}", mix(seed, n) & 0xFFFF_FFFF_FFFF_FFFF);
+    let access = format!("ASIA{:016X}", mix(seed, n));
     let credential = format!("{access}/{date}/{}/s3/aws4_request", config.region);
     let token = B64.encode(format!("sandbox-session-{seed}-{n}-{}", now.timestamp()));
     let policy_doc = json!({
@@ -235,7 +285,13 @@ pub(crate) fn build(
         ]
     });
     let policy = B64.encode(policy_doc.to_string());
-    let signature = bucket.issue(&policy, Issued { key_prefix: folder.clone(), expires });
+    let signature = bucket.issue(
+        &policy,
+        Issued {
+            key_prefix: folder.clone(),
+            expires,
+        },
+    );
     // Field order as the platform sends it: the one-liner's base64 starts with `{"url":`.
     let presigned = Presigned {
         url: format!("https://{}.s3.amazonaws.com/", config.bucket_name),
@@ -253,14 +309,32 @@ pub(crate) fn build(
         folder: folder.clone(),
         provider: "aws",
     };
-    let presigned_data = B64.encode(serde_json::to_string(&presigned).expect("presigned data serializes"));
+    let presigned_data =
+        B64.encode(serde_json::to_string(&presigned).expect("presigned data serializes"));
     let dir_id = format!("{:08x}", mix(seed ^ 0xD1, n) as u32);
-    let url = |path: &str| format!("{}/cado-host/{}/{path}", config.download_base, config.cado_host_version);
+    let url = |path: &str| {
+        format!(
+            "{}/cado-host/{}/{path}",
+            config.download_base, config.cado_host_version
+        )
+    };
     let command = match req.os {
-        Os::Windows => windows_command(req, &url(""), &url("windows/cado-host.exe"), &dir_id, &presigned_data),
+        Os::Windows => windows_command(
+            req,
+            &url(""),
+            &url("windows/cado-host.exe"),
+            &dir_id,
+            &presigned_data,
+        ),
         Os::Linux => unix_command(req, &url("linux/cado-host"), &dir_id, &presigned_data, true),
         Os::Macos => unix_command(req, &url("osx/cado-host"), &dir_id, &presigned_data, false),
-        Os::MacosX86 => unix_command(req, &url("osx/cado-host-x86"), &dir_id, &presigned_data, false),
+        Os::MacosX86 => unix_command(
+            req,
+            &url("osx/cado-host-x86"),
+            &dir_id,
+            &presigned_data,
+            false,
+        ),
         Os::Kubernetes => k8s_command(req, &url("linux/cado-host"), &dir_id, &presigned_data),
     };
     let mut data = json!({
@@ -269,7 +343,9 @@ pub(crate) fn build(
         "cloud_storage_info": {"bucket": config.bucket_name, "path": folder},
     });
     if req.downloadable {
-        data["download_url"] = Value::String(url(binary_path(os_name(req.os)).unwrap_or("linux/cado-host")));
+        data["download_url"] = Value::String(url(
+            binary_path(os_name(req.os)).unwrap_or("linux/cado-host")
+        ));
     }
     data
 }
@@ -284,7 +360,9 @@ fn os_name(os: Os) -> &'static str {
 }
 
 fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x1234_5678);
+    let mut z = seed
+        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x1234_5678);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -324,16 +402,30 @@ fn unix_flags(o: &Options, linux: bool) -> String {
     flags
 }
 
-fn unix_command(req: &ImportRequest, bin_url: &str, dir_id: &str, presigned: &str, linux: bool) -> String {
+fn unix_command(
+    req: &ImportRequest,
+    bin_url: &str,
+    dir_id: &str,
+    presigned: &str,
+    linux: bool,
+) -> String {
     let o = &req.options;
-    let sudo = if o.as_super.unwrap_or(true) { "sudo " } else { "" };
+    let sudo = if o.as_super.unwrap_or(true) {
+        "sudo "
+    } else {
+        ""
+    };
     let dir = format!("/tmp/cado-host-{dir_id}");
     let verbose = if o.verbose { " --verbose" } else { "" };
     let run = format!(
         "{sudo}./cado-host{verbose} capture --presigned_data \"{presigned}\"{flags} || echo \"Cado Host has failed. For troubleshooting, run again with --verbose and --no_cleanup and send cado-host.log to support\"",
         flags = unix_flags(o, linux)
     );
-    let cleanup = if o.no_clean { String::new() } else { format!("cd /tmp; {sudo}rm -r {dir}; ") };
+    let cleanup = if o.no_clean {
+        String::new()
+    } else {
+        format!("cd /tmp; {sudo}rm -r {dir}; ")
+    };
     if !req.auto {
         // Manual deployment: the binary is already in the current directory.
         return format!("{run}; exit 0");
@@ -347,7 +439,13 @@ cd {dir}; {sudo}chmod +x ./cado-host; {run}; {cleanup}exit 0"
     )
 }
 
-fn windows_command(req: &ImportRequest, _base: &str, bin_url: &str, dir_id: &str, presigned: &str) -> String {
+fn windows_command(
+    req: &ImportRequest,
+    _base: &str,
+    bin_url: &str,
+    dir_id: &str,
+    presigned: &str,
+) -> String {
     let o = &req.options;
     let dir = format!("C:\\Windows\\Temp\\cado-host-{dir_id}");
     let mut flags = String::new();
@@ -382,7 +480,11 @@ fn windows_command(req: &ImportRequest, _base: &str, bin_url: &str, dir_id: &str
     let run = format!(
         "& \"$d\\cado-host.exe\"{verbose} capture --presigned_data '{presigned}'{flags}; if ($LASTEXITCODE -ne 0) {{ Write-Output 'Cado Host has failed. For troubleshooting, run again with --verbose and --no_cleanup' }}"
     );
-    let cleanup = if o.no_clean { "" } else { "Set-Location C:\\Windows\\Temp; Remove-Item -Recurse -Force $d; " };
+    let cleanup = if o.no_clean {
+        ""
+    } else {
+        "Set-Location C:\\Windows\\Temp; Remove-Item -Recurse -Force $d; "
+    };
     if !req.auto {
         return format!("$d = (Get-Location).Path; {run}; exit 0");
     }
@@ -398,13 +500,22 @@ fn k8s_command(req: &ImportRequest, bin_url: &str, dir_id: &str, presigned: &str
     let ns = o.pod_namespace.as_deref().unwrap_or("default");
     let pod = o.pod_name.as_deref().unwrap_or_default();
     let inner = unix_command(
-        &ImportRequest { options: Options { as_super: Some(false), ..o.clone() }, ..req.clone() },
+        &ImportRequest {
+            options: Options {
+                as_super: Some(false),
+                ..o.clone()
+            },
+            ..req.clone()
+        },
         bin_url,
         dir_id,
         presigned,
         true,
     );
-    format!("kubectl exec -n {ns} {pod} -- sh -c '{}'", inner.replace('\'', "'\\''"))
+    format!(
+        "kubectl exec -n {ns} {pod} -- sh -c '{}'",
+        inner.replace('\'', "'\\''")
+    )
 }
 
 #[cfg(test)]
@@ -417,14 +528,42 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields_by_name() {
-        assert!(parse(json!({"os": "linux"})).unwrap_err().starts_with("project_id"));
-        assert!(parse(json!({"project_id": 1, "os": "solaris"})).unwrap_err().starts_with("os"));
-        assert!(parse(json!({"project_id": 1, "os": "linux", "deployment": "push"})).unwrap_err().starts_with("deployment"));
-        assert!(parse(json!({"project_id": 1, "os": "linux", "command_options": {"light": true}})).unwrap_err().contains("light"));
-        assert!(parse(json!({"project_id": 1, "os": "linux", "command_options": {"verbose": "yes"}})).unwrap_err().contains("verbose"));
+        assert!(
+            parse(json!({"os": "linux"}))
+                .unwrap_err()
+                .starts_with("project_id")
+        );
+        assert!(
+            parse(json!({"project_id": 1, "os": "solaris"}))
+                .unwrap_err()
+                .starts_with("os")
+        );
+        assert!(
+            parse(json!({"project_id": 1, "os": "linux", "deployment": "push"}))
+                .unwrap_err()
+                .starts_with("deployment")
+        );
+        assert!(
+            parse(json!({"project_id": 1, "os": "linux", "command_options": {"light": true}}))
+                .unwrap_err()
+                .contains("light")
+        );
+        assert!(
+            parse(json!({"project_id": 1, "os": "linux", "command_options": {"verbose": "yes"}}))
+                .unwrap_err()
+                .contains("verbose")
+        );
         assert!(parse(json!({"project_id": 1, "os": "linux", "command_options": {"light_mode": true, "max_mode": true}})).is_err());
-        assert!(parse(json!({"project_id": 1, "os": "kubernetes"})).unwrap_err().contains("pod_name"));
-        assert!(parse(json!({"project_id": 1, "os": "linux", "extra": 1})).unwrap_err().starts_with("extra"));
+        assert!(
+            parse(json!({"project_id": 1, "os": "kubernetes"}))
+                .unwrap_err()
+                .contains("pod_name")
+        );
+        assert!(
+            parse(json!({"project_id": 1, "os": "linux", "extra": 1}))
+                .unwrap_err()
+                .starts_with("extra")
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::faults::{FaultConfig, Faults};
 use crate::opencti::counts::{self, RequestCounts};
 
 /// Cado simulator knobs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CadoConfig {
     /// API key accepted as `Authorization: Bearer <key>` (a sandbox credential).
     pub api_key: String,
@@ -74,6 +74,23 @@ impl Default for CadoConfig {
     }
 }
 
+impl std::fmt::Debug for CadoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CadoConfig")
+            .field("api_key", &"<redacted>")
+            .field("projects", &self.projects)
+            .field("bucket_name", &self.bucket_name)
+            .field("region", &self.region)
+            .field("presigned_ttl", &self.presigned_ttl)
+            .field("pipeline_processing", &self.pipeline_processing)
+            .field("pipeline_failure_rate", &self.pipeline_failure_rate)
+            .field("cado_host_version", &self.cado_host_version)
+            .field("download_base", &self.download_base)
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     config: std::sync::Arc<CadoConfig>,
@@ -109,24 +126,40 @@ impl CadoServer {
             issued: Default::default(),
         };
         let app = Router::new()
-            .route("/api/v3/import/cado-host", post(import_cado_host).get(download_link))
+            .route(
+                "/api/v3/import/cado-host",
+                post(import_cado_host).get(download_link),
+            )
             .route("/api/v3/pipelines", get(pipelines))
             .route("/_sandbox/bucket", get(list_bucket).post(put_bucket))
             .route("/_sandbox/requests", get(requests))
             .with_state(state)
             .merge(crate::faults::routes(faults.clone()))
             .route_layer(axum::middleware::from_fn_with_state(counts, counts::count))
-            .layer(axum::middleware::from_fn_with_state(faults.clone(), crate::faults::middleware));
+            .layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                crate::faults::middleware,
+            ));
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(%error, "cado simulator stopped");
             }
         });
-        CadoServer { url, api_key, bucket, faults, stop, task }
+        CadoServer {
+            url,
+            api_key,
+            bucket,
+            faults,
+            stop,
+            task,
+        }
     }
 
     /// Base URL.
@@ -160,32 +193,59 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"message": message.into()}))).into_response()
 }
 
-fn authorized(headers: &HeaderMap, key: &str) -> Result<(), Response> {
+/// The 401 answer when the request lacks the API key.
+fn unauthorized(headers: &HeaderMap, key: &str) -> Option<Response> {
     let ok = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|token| token.trim() == key);
-    if ok { Ok(()) } else { Err(error(StatusCode::UNAUTHORIZED, "Unauthorized: invalid or missing API key")) }
+    (!ok).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: invalid or missing API key",
+        )
+    })
 }
 
-async fn import_cado_host(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&headers, &state.config.api_key) {
+async fn import_cado_host(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&headers, &state.config.api_key) {
         return r;
     }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("request body is not JSON: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not JSON: {e}"),
+            );
+        }
     };
     let request = match command::ImportRequest::parse(&body) {
         Ok(r) => r,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
     if !state.config.projects.contains(&request.project_id) {
-        return error(StatusCode::NOT_FOUND, format!("project {} not found", request.project_id));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("project {} not found", request.project_id),
+        );
     }
-    let n = state.issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let built = command::build(&request, &state.config, &state.bucket, state.seed, n, chrono::Utc::now());
+    let n = state
+        .issued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let built = command::build(
+        &request,
+        &state.config,
+        &state.bucket,
+        state.seed,
+        n,
+        chrono::Utc::now(),
+    );
     Json(json!({"data": built})).into_response()
 }
 
@@ -194,16 +254,27 @@ struct OsQuery {
     os: Option<String>,
 }
 
-async fn download_link(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<OsQuery>) -> Response {
-    if let Err(r) = authorized(&headers, &state.config.api_key) {
+async fn download_link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<OsQuery>,
+) -> Response {
+    if let Some(r) = unauthorized(&headers, &state.config.api_key) {
         return r;
     }
     let os = q.os.unwrap_or_default();
     let Some(path) = command::binary_path(&os) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("os: unsupported value {os:?}"));
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("os: unsupported value {os:?}"),
+        );
     };
-    let url = format!("{}/cado-host/{}/{path}", state.config.download_base, state.config.cado_host_version);
-    Json(json!({"data": {"download_url": url, "version": state.config.cado_host_version}})).into_response()
+    let url = format!(
+        "{}/cado-host/{}/{path}",
+        state.config.download_base, state.config.cado_host_version
+    );
+    Json(json!({"data": {"download_url": url, "version": state.config.cado_host_version}}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -211,15 +282,25 @@ struct ProjectQuery {
     project_id: Option<String>,
 }
 
-async fn pipelines(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ProjectQuery>) -> Response {
-    if let Err(r) = authorized(&headers, &state.config.api_key) {
+async fn pipelines(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ProjectQuery>,
+) -> Response {
+    if let Some(r) = unauthorized(&headers, &state.config.api_key) {
         return r;
     }
     let Some(project_id) = q.project_id.as_deref().and_then(|p| p.parse::<u64>().ok()) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "project_id: a positive integer is required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "project_id: a positive integer is required",
+        );
     };
     if !state.config.projects.contains(&project_id) {
-        return error(StatusCode::NOT_FOUND, format!("project {project_id} not found"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("project {project_id} not found"),
+        );
     }
     let now = chrono::Utc::now();
     let list: Vec<Value> = state
@@ -256,11 +337,44 @@ struct PutCapture {
     device_id: String,
 }
 
-async fn put_bucket(State(state): State<AppState>, Json(put): Json<PutCapture>) -> (StatusCode, Json<Capture>) {
-    let capture = state.bucket.put_capture(&put.key, put.size, &put.hostname, &put.device_id);
+async fn put_bucket(
+    State(state): State<AppState>,
+    Json(put): Json<PutCapture>,
+) -> (StatusCode, Json<Capture>) {
+    let capture = state
+        .bucket
+        .put_capture(&put.key, put.size, &put.hostname, &put.device_id);
     (StatusCode::CREATED, Json(capture))
 }
 
 async fn requests(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"requests": state.counts.snapshot()}))
+}
+
+impl std::fmt::Debug for CadoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CadoServer")
+            .field("url", &self.url)
+            .field("api_key", &"<redacted>")
+            .field("bucket", &self.bucket.name())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_api_key() {
+        let config = CadoConfig {
+            api_key: "k3y-value".into(),
+            ..CadoConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("k3y-value") && text.contains("<redacted>"),
+            "{text}"
+        );
+    }
 }

@@ -115,7 +115,7 @@ pub(crate) fn step(app: &App) -> &'static str {
             drop(generator);
             match other {
                 Some(o) if o.internal_id != id => {
-                    let _ = store.merge(&id, &[o.internal_id.clone()]);
+                    let _ = store.merge(&id, std::slice::from_ref(&o.internal_id));
                     "merge"
                 }
                 _ => "none",

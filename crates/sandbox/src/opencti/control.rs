@@ -19,10 +19,16 @@ use super::{App, ChurnConfig};
 pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/_sandbox/indicators", get(list).post(create))
-        .route("/_sandbox/indicators/{id}", get(get_one).patch(update).delete(delete))
+        .route(
+            "/_sandbox/indicators/{id}",
+            get(get_one).patch(update).delete(delete),
+        )
         .route("/_sandbox/indicators/{id}/merge", post(merge))
         .route("/_sandbox/streams", get(streams).post(create_stream))
-        .route("/_sandbox/streams/{id}", axum::routing::patch(update_stream))
+        .route(
+            "/_sandbox/streams/{id}",
+            axum::routing::patch(update_stream),
+        )
         .route("/_sandbox/connectors", get(connectors))
         .route("/_sandbox/connectors/{id}/reset", post(reset_connector))
         .route("/_sandbox/churn", get(get_churn).post(post_churn))
@@ -58,7 +64,11 @@ async fn list(State(app): State<App>) -> Response {
         store.write_stix(ind, &mut out);
     }
     out.extend_from_slice(b"]}");
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Response {
@@ -70,7 +80,11 @@ async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Response {
 
 fn strings(v: &Value, field: &str) -> Result<Vec<String>, String> {
     v.as_array()
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        })
         .ok_or_else(|| format!("{field}: expected a list of strings"))
 }
 
@@ -96,26 +110,48 @@ fn apply(ind: &mut Indicator, body: &Map<String, Value>) -> Result<(), String> {
                 if !body.contains_key("name") {
                     ind.name = o
                         .first()
-                        .and_then(|x| x.value.clone().or_else(|| x.hashes.first().map(|h| h.1.clone())))
+                        .and_then(|x| {
+                            x.value
+                                .clone()
+                                .or_else(|| x.hashes.first().map(|h| h.1.clone()))
+                        })
                         .unwrap_or_default();
                 }
                 ind.observable_values = o;
             }
-            "pattern_type" => ind.pattern_type = v.as_str().ok_or("pattern_type: expected a string")?.to_owned(),
+            "pattern_type" => {
+                ind.pattern_type = v
+                    .as_str()
+                    .ok_or("pattern_type: expected a string")?
+                    .to_owned()
+            }
             "main_observable_type" => {
-                ind.main_observable_type = v.as_str().ok_or("main_observable_type: expected a string")?.to_owned()
+                ind.main_observable_type = v
+                    .as_str()
+                    .ok_or("main_observable_type: expected a string")?
+                    .to_owned()
             }
             "score" => {
                 ind.score = match v {
                     Value::Null => None,
-                    v => Some(v.as_u64().filter(|s| *s <= 100).ok_or("score: expected an integer 0-100")? as u8),
+                    v => Some(
+                        v.as_u64()
+                            .filter(|s| *s <= 100)
+                            .ok_or("score: expected an integer 0-100")?
+                            as u8,
+                    ),
                 }
             }
             "detection" => ind.detection = v.as_bool().ok_or("detection: expected a boolean")?,
             "revoked" => ind.revoked = v.as_bool().ok_or("revoked: expected a boolean")?,
-            "is_inferred" => ind.is_inferred = v.as_bool().ok_or("is_inferred: expected a boolean")?,
+            "is_inferred" => {
+                ind.is_inferred = v.as_bool().ok_or("is_inferred: expected a boolean")?
+            }
             "confidence" => {
-                ind.confidence = v.as_u64().filter(|s| *s <= 100).ok_or("confidence: expected an integer 0-100")? as u8
+                ind.confidence =
+                    v.as_u64()
+                        .filter(|s| *s <= 100)
+                        .ok_or("confidence: expected an integer 0-100")? as u8
             }
             "platforms" => {
                 ind.platforms = match v {
@@ -125,8 +161,12 @@ fn apply(ind: &mut Indicator, body: &Map<String, Value>) -> Result<(), String> {
             }
             "labels" => ind.labels = strings(v, "labels")?,
             "indicator_types" => ind.indicator_types = strings(v, "indicator_types")?,
-            "valid_from" => ind.valid_from = parse_date(v.as_str().ok_or("valid_from: expected a date")?)?,
-            "valid_until" => ind.valid_until = parse_date(v.as_str().ok_or("valid_until: expected a date")?)?,
+            "valid_from" => {
+                ind.valid_from = parse_date(v.as_str().ok_or("valid_from: expected a date")?)?
+            }
+            "valid_until" => {
+                ind.valid_until = parse_date(v.as_str().ok_or("valid_until: expected a date")?)?
+            }
             "shape" => {}
             other => return Err(format!("{other}: unknown field")),
         }
@@ -145,7 +185,12 @@ async fn create(State(app): State<App>, body: Option<Json<Map<String, Value>>>) 
         let shape = match body.get("shape") {
             Some(v) => match v.as_u64() {
                 Some(k) => k as usize,
-                None => return error(StatusCode::UNPROCESSABLE_ENTITY, "shape: expected an integer"),
+                None => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "shape: expected an integer",
+                    );
+                }
             },
             None => generator.rng.random_range(0..model::SHAPES),
         };
@@ -162,7 +207,11 @@ async fn create(State(app): State<App>, body: Option<Json<Map<String, Value>>>) 
     (StatusCode::CREATED, Json(answer(&app, &ind, Some(id)))).into_response()
 }
 
-async fn update(State(app): State<App>, Path(id): Path<String>, Json(body): Json<Map<String, Value>>) -> Response {
+async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(body): Json<Map<String, Value>>,
+) -> Response {
     match app.store.update(&id, |ind| apply(ind, &body)) {
         Ok((ind, event)) => Json(answer(&app, &ind, event)).into_response(),
         Err(e) => store_error(e),
@@ -176,7 +225,11 @@ async fn delete(State(app): State<App>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn merge(State(app): State<App>, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
+async fn merge(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
     let sources = match body.get("sources").map(|s| strings(s, "sources")) {
         Some(Ok(s)) => s,
         Some(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
@@ -190,7 +243,11 @@ async fn merge(State(app): State<App>, Path(id): Path<String>, Json(body): Json<
 
 fn stream_doc(app: &App, s: &StreamDef) -> Value {
     let store = &app.store;
-    let snapshot_size = store.all().iter().filter(|i| !i.is_inferred && s.visible(i, &store.refs)).count();
+    let snapshot_size = store
+        .all()
+        .iter()
+        .filter(|i| !i.is_inferred && s.visible(i, &store.refs))
+        .count();
     json!({
         "id": s.id, "name": s.name, "description": s.description, "filters": s.filters,
         "stream_live": s.stream_live, "stream_public": s.stream_public, "snapshot_size": snapshot_size,
@@ -198,7 +255,12 @@ fn stream_doc(app: &App, s: &StreamDef) -> Value {
 }
 
 async fn streams(State(app): State<App>) -> Json<Value> {
-    let list: Vec<Value> = app.store.streams().iter().map(|s| stream_doc(&app, s)).collect();
+    let list: Vec<Value> = app
+        .store
+        .streams()
+        .iter()
+        .map(|s| stream_doc(&app, s))
+        .collect();
     Json(json!({"streams": list}))
 }
 
@@ -221,23 +283,48 @@ async fn create_stream(State(app): State<App>, Json(body): Json<Map<String, Valu
         Ok(x) => x,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
-    let id = body.get("id").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let def = StreamDef {
         id,
-        name: body.get("name").and_then(Value::as_str).unwrap_or("sandbox stream").to_owned(),
-        description: body.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        name: body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("sandbox stream")
+            .to_owned(),
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         filters,
         group,
-        stream_live: body.get("stream_live").and_then(Value::as_bool).unwrap_or(true),
-        stream_public: body.get("stream_public").and_then(Value::as_bool).unwrap_or(false),
+        stream_live: body
+            .get("stream_live")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        stream_public: body
+            .get("stream_public")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     app.store.put_stream(def.clone());
     (StatusCode::CREATED, Json(stream_doc(&app, &def))).into_response()
 }
 
-async fn update_stream(State(app): State<App>, Path(id): Path<String>, Json(body): Json<Map<String, Value>>) -> Response {
+async fn update_stream(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(body): Json<Map<String, Value>>,
+) -> Response {
     let Some(mut def) = app.store.stream(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("no stream collection with id {id}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no stream collection with id {id}"),
+        );
     };
     if body.contains_key("filters") {
         match filters_of(body.get("filters")) {
@@ -286,7 +373,8 @@ async fn get_churn(State(app): State<App>) -> Json<ChurnConfig> {
 }
 
 async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
-    let current = serde_json::to_value(app.churn.lock().expect("churn lock").clone()).expect("churn serializes");
+    let current = serde_json::to_value(app.churn.lock().expect("churn lock").clone())
+        .expect("churn serializes");
     let mut merged = current.as_object().cloned().unwrap_or_default();
     merged.extend(patch);
     match serde_json::from_value::<ChurnConfig>(Value::Object(merged)) {
@@ -300,7 +388,10 @@ async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>
 }
 
 async fn churn_step(State(app): State<App>, body: Option<Json<Value>>) -> Json<Value> {
-    let n = body.and_then(|Json(b)| b.get("count").and_then(Value::as_u64)).unwrap_or(1).min(100_000);
+    let n = body
+        .and_then(|Json(b)| b.get("count").and_then(Value::as_u64))
+        .unwrap_or(1)
+        .min(100_000);
     let mut ops: std::collections::BTreeMap<&'static str, u64> = Default::default();
     for _ in 0..n {
         *ops.entry(super::churn::step(&app)).or_default() += 1;
@@ -318,7 +409,11 @@ async fn raw_event(State(app): State<App>, Json(body): Json<Value>) -> Response 
         None => return error(StatusCode::UNPROCESSABLE_ENTITY, "data: required"),
     };
     let id = app.store.raw(event.to_owned(), data);
-    (StatusCode::CREATED, Json(json!({"event_id": id.to_string()}))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({"event_id": id.to_string()})),
+    )
+        .into_response()
 }
 
 async fn stats(State(app): State<App>) -> Json<Value> {

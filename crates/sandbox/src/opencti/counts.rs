@@ -15,7 +15,12 @@ pub(crate) struct RequestCounts {
 
 impl RequestCounts {
     pub(crate) fn add(&self, key: String) {
-        *self.inner.lock().expect("counts lock").entry(key).or_default() += 1;
+        *self
+            .inner
+            .lock()
+            .expect("counts lock")
+            .entry(key)
+            .or_default() += 1;
     }
 
     pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -24,7 +29,11 @@ impl RequestCounts {
 }
 
 /// Route-layer middleware counting every matched request (control routes included).
-pub(crate) async fn count(State(counts): State<RequestCounts>, request: Request, next: Next) -> Response {
+pub(crate) async fn count(
+    State(counts): State<RequestCounts>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -51,8 +51,19 @@ const KEYS: &[&str] = &[
 ];
 
 const OPS: &[&str] = &[
-    "eq", "not_eq", "gt", "gte", "lt", "lte", "nil", "not_nil", "contains", "not_contains", "starts_with",
-    "ends_with", "search",
+    "eq",
+    "not_eq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "nil",
+    "not_nil",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "ends_with",
+    "search",
 ];
 
 fn mode_is_and(v: &Value, default_and: bool) -> Result<bool, String> {
@@ -85,13 +96,21 @@ impl FilterGroup {
     /// offending key or operator.
     pub(crate) fn parse(v: &Value) -> Result<FilterGroup, String> {
         if let Value::String(s) = v {
-            let inner: Value = serde_json::from_str(s).map_err(|e| format!("filters: not JSON: {e}"))?;
+            let inner: Value =
+                serde_json::from_str(s).map_err(|e| format!("filters: not JSON: {e}"))?;
             return FilterGroup::parse(&inner);
         }
-        let obj = v.as_object().ok_or("filters: expected a FilterGroup object")?;
+        let obj = v
+            .as_object()
+            .ok_or("filters: expected a FilterGroup object")?;
         let and = mode_is_and(obj.get("mode").unwrap_or(&Value::Null), true)?;
         let mut filters = Vec::new();
-        for f in obj.get("filters").and_then(Value::as_array).into_iter().flatten() {
+        for f in obj
+            .get("filters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let keys = strings(f.get("key").unwrap_or(&Value::Null));
             if keys.is_empty() {
                 return Err("filters: a filter has no key".into());
@@ -99,19 +118,37 @@ impl FilterGroup {
             if let Some(bad) = keys.iter().find(|k| !KEYS.contains(&k.as_str())) {
                 return Err(format!("filters: unsupported filter key {bad:?}"));
             }
-            let op = f.get("operator").and_then(Value::as_str).unwrap_or("eq").to_owned();
+            let op = f
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or("eq")
+                .to_owned();
             if !OPS.contains(&op.as_str()) {
                 return Err(format!("filters: unsupported operator {op:?}"));
             }
             let values = strings(f.get("values").unwrap_or(&Value::Null));
             let and = mode_is_and(f.get("mode").unwrap_or(&Value::Null), false)?;
-            filters.push(Filter { keys, op, values, and });
+            filters.push(Filter {
+                keys,
+                op,
+                values,
+                and,
+            });
         }
         let mut groups = Vec::new();
-        for g in obj.get("filterGroups").and_then(Value::as_array).into_iter().flatten() {
+        for g in obj
+            .get("filterGroups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             groups.push(FilterGroup::parse(g)?);
         }
-        Ok(FilterGroup { and, filters, groups })
+        Ok(FilterGroup {
+            and,
+            filters,
+            groups,
+        })
     }
 
     /// Whether `ind` matches.
@@ -121,17 +158,27 @@ impl FilterGroup {
             .iter()
             .map(|f| f.matches(ind, refs))
             .chain(self.groups.iter().map(|g| g.matches(ind, refs)));
-        if self.and { results.all(|r| r) } else { results.any(|r| r) || (self.filters.is_empty() && self.groups.is_empty()) }
+        if self.and {
+            results.all(|r| r)
+        } else {
+            results.any(|r| r) || (self.filters.is_empty() && self.groups.is_empty())
+        }
     }
 }
 
 fn field(key: &str, i: &Indicator, refs: &Refs) -> Vec<String> {
     let ts = |t: &chrono::DateTime<chrono::Utc>| super::model::ts(t);
     match key {
-        "entity_type" => ["Indicator", "Stix-Domain-Object", "Stix-Core-Object", "Stix-Object", "Basic-Object"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+        "entity_type" => [
+            "Indicator",
+            "Stix-Domain-Object",
+            "Stix-Core-Object",
+            "Stix-Object",
+            "Basic-Object",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         "revoked" => vec![i.revoked.to_string()],
         "pattern_type" => vec![i.pattern_type.clone()],
         "x_opencti_main_observable_type" => vec![i.main_observable_type.clone()],
@@ -149,7 +196,10 @@ fn field(key: &str, i: &Indicator, refs: &Refs) -> Vec<String> {
             .map(|s| {
                 vec![
                     s["id"].as_str().unwrap_or_default().to_owned(),
-                    s["extensions"][super::model::OCTI_EXT]["id"].as_str().unwrap_or_default().to_owned(),
+                    s["extensions"][super::model::OCTI_EXT]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                 ]
             })
             .unwrap_or_default(),
@@ -160,7 +210,10 @@ fn field(key: &str, i: &Indicator, refs: &Refs) -> Vec<String> {
                 let s = &refs.markings[*k];
                 [
                     s["id"].as_str().unwrap_or_default().to_owned(),
-                    s["extensions"][super::model::OCTI_EXT]["id"].as_str().unwrap_or_default().to_owned(),
+                    s["extensions"][super::model::OCTI_EXT]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                     s["name"].as_str().unwrap_or_default().to_owned(),
                 ]
             })
@@ -185,7 +238,10 @@ fn compare(a: &str, b: &str) -> std::cmp::Ordering {
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
         return x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
     }
-    if let (Ok(x), Ok(y)) = (DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)) {
+    if let (Ok(x), Ok(y)) = (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
         return x.cmp(&y);
     }
     a.cmp(b)
@@ -218,7 +274,11 @@ impl Filter {
         if self.values.is_empty() {
             return true;
         }
-        if self.and { self.values.iter().all(|v| one(v)) } else { self.values.iter().any(|v| one(v)) }
+        if self.and {
+            self.values.iter().all(|v| one(v))
+        } else {
+            self.values.iter().any(|v| one(v))
+        }
     }
 }
 
@@ -255,7 +315,8 @@ mod tests {
         assert!(f.matches(&i, &refs));
         i.score = Some(9);
         assert!(!f.matches(&i, &refs));
-        let err = FilterGroup::parse(&json!({"filters":[{"key":"colour","values":["x"]}]})).unwrap_err();
+        let err =
+            FilterGroup::parse(&json!({"filters":[{"key":"colour","values":["x"]}]})).unwrap_err();
         assert!(err.contains("colour"), "{err}");
     }
 }

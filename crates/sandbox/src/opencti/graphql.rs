@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
@@ -61,7 +61,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 if chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
                     let s = i + 3;
                     let mut j = s;
-                    while j + 2 < chars.len() && !(chars[j] == '"' && chars[j + 1] == '"' && chars[j + 2] == '"') {
+                    while j + 2 < chars.len()
+                        && !(chars[j] == '"' && chars[j + 1] == '"' && chars[j + 2] == '"')
+                    {
                         j += 1;
                     }
                     out.push(Tok::Str(chars[s..j].iter().collect()));
@@ -93,7 +95,10 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             c if c.is_ascii_digit() || c == '-' => {
                 let s = i;
                 i += 1;
-                while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-')) {
+                while i < chars.len()
+                    && (chars[i].is_ascii_digit()
+                        || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-'))
+                {
                     i += 1;
                 }
                 out.push(Tok::Num(chars[s..i].iter().collect()));
@@ -159,7 +164,14 @@ impl Parser {
         }
     }
     fn expect(&mut self, c: char) -> Result<(), String> {
-        if self.eat(c) { Ok(()) } else { Err(format!("Syntax Error: Expected \"{c}\", found {:?}.", self.peek())) }
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Syntax Error: Expected \"{c}\", found {:?}.",
+                self.peek()
+            ))
+        }
     }
     fn name(&mut self) -> Result<String, String> {
         match self.next() {
@@ -182,7 +194,9 @@ impl Parser {
         match self.next() {
             Some(Tok::Var(v)) => Ok(Arg::Var(v)),
             Some(Tok::Str(s)) => Ok(Arg::Lit(Value::String(s))),
-            Some(Tok::Num(n)) => Ok(Arg::Lit(serde_json::from_str(&n).map_err(|_| format!("Syntax Error: bad number {n}"))?)),
+            Some(Tok::Num(n)) => Ok(Arg::Lit(
+                serde_json::from_str(&n).map_err(|_| format!("Syntax Error: bad number {n}"))?,
+            )),
             Some(Tok::Name(n)) => Ok(Arg::Lit(match n.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
@@ -249,11 +263,28 @@ impl Parser {
                 continue;
             }
             let first = self.name()?;
-            let (alias, name) = if self.eat(':') { (Some(first), self.name()?) } else { (None, first) };
-            let args = if self.peek() == Some(&Tok::Punct('(')) { self.args()? } else { vec![] };
+            let (alias, name) = if self.eat(':') {
+                (Some(first), self.name()?)
+            } else {
+                (None, first)
+            };
+            let args = if self.peek() == Some(&Tok::Punct('(')) {
+                self.args()?
+            } else {
+                vec![]
+            };
             self.skip_directives()?;
-            let selection = if self.peek() == Some(&Tok::Punct('{')) { self.selection_set()? } else { vec![] };
-            out.push(Sel::Field(Field { alias, name, args, selection }));
+            let selection = if self.peek() == Some(&Tok::Punct('{')) {
+                self.selection_set()?
+            } else {
+                vec![]
+            };
+            out.push(Sel::Field(Field {
+                alias,
+                name,
+                args,
+                selection,
+            }));
         }
         Ok(out)
     }
@@ -270,7 +301,7 @@ impl Parser {
     }
 
     /// Returns (operation kind, selection set) of the chosen operation, and the fragments.
-    fn document(&mut self, operation_name: Option<&str>) -> Result<(String, Vec<Sel>, HashMap<String, Vec<Sel>>), String> {
+    fn document(&mut self, operation_name: Option<&str>) -> Result<Document, String> {
         let mut ops = Vec::new();
         let mut fragments = HashMap::new();
         while self.peek().is_some() {
@@ -289,7 +320,11 @@ impl Parser {
                         while !self.eat(')') {
                             match self.next() {
                                 Some(Tok::Var(_)) => {}
-                                other => return Err(format!("Syntax Error: Expected variable, found {other:?}.")),
+                                other => {
+                                    return Err(format!(
+                                        "Syntax Error: Expected variable, found {other:?}."
+                                    ));
+                                }
                             }
                             self.expect(':')?;
                             self.skip_type()?;
@@ -316,7 +351,9 @@ impl Parser {
             }
         }
         let op = match operation_name {
-            Some(n) => ops.into_iter().find(|(_, name, _)| name.as_deref() == Some(n)),
+            Some(n) => ops
+                .into_iter()
+                .find(|(_, name, _)| name.as_deref() == Some(n)),
             None => ops.into_iter().next(),
         }
         .ok_or("Must provide an operation.")?;
@@ -324,18 +361,33 @@ impl Parser {
     }
 }
 
+/// The chosen operation's kind and selection set, and the document's fragments.
+type Document = (String, Vec<Sel>, HashMap<String, Vec<Sel>>);
+
 /// Expands fragment spreads and inline fragments into plain fields.
-fn flatten(sels: &[Sel], fragments: &HashMap<String, Vec<Sel>>, depth: usize) -> Result<Vec<Field>, String> {
+fn flatten(
+    sels: &[Sel],
+    fragments: &HashMap<String, Vec<Sel>>,
+    depth: usize,
+) -> Result<Vec<Field>, String> {
     if depth > 32 {
         return Err("fragment nesting too deep".into());
     }
     let mut out = Vec::new();
     for s in sels {
         match s {
-            Sel::Field(f) => out.push(Field { selection: vec![], ..f.clone() }.with(flatten_sel(&f.selection, fragments, depth)?)),
+            Sel::Field(f) => out.push(
+                Field {
+                    selection: vec![],
+                    ..f.clone()
+                }
+                .with(flatten_sel(&f.selection, fragments, depth)?),
+            ),
             Sel::Inline(inner) => out.extend(flatten(inner, fragments, depth + 1)?),
             Sel::Spread(n) => {
-                let frag = fragments.get(n).ok_or_else(|| format!("Unknown fragment \"{n}\"."))?;
+                let frag = fragments
+                    .get(n)
+                    .ok_or_else(|| format!("Unknown fragment \"{n}\"."))?;
                 out.extend(flatten(frag, fragments, depth + 1)?);
             }
         }
@@ -343,8 +395,15 @@ fn flatten(sels: &[Sel], fragments: &HashMap<String, Vec<Sel>>, depth: usize) ->
     Ok(out)
 }
 
-fn flatten_sel(sels: &[Sel], fragments: &HashMap<String, Vec<Sel>>, depth: usize) -> Result<Vec<Sel>, String> {
-    Ok(flatten(sels, fragments, depth + 1)?.into_iter().map(Sel::Field).collect())
+fn flatten_sel(
+    sels: &[Sel],
+    fragments: &HashMap<String, Vec<Sel>>,
+    depth: usize,
+) -> Result<Vec<Sel>, String> {
+    Ok(flatten(sels, fragments, depth + 1)?
+        .into_iter()
+        .map(Sel::Field)
+        .collect())
 }
 
 impl Field {
@@ -368,7 +427,12 @@ fn resolve_arg(a: &Arg, vars: &Map<String, Value>) -> Value {
         Arg::Var(v) => vars.get(v).cloned().unwrap_or(Value::Null),
         Arg::Lit(v) => v.clone(),
         Arg::List(items) => Value::Array(items.iter().map(|x| resolve_arg(x, vars)).collect()),
-        Arg::Obj(fields) => Value::Object(fields.iter().map(|(k, x)| (k.clone(), resolve_arg(x, vars))).collect()),
+        Arg::Obj(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, x)| (k.clone(), resolve_arg(x, vars)))
+                .collect(),
+        ),
     }
 }
 
@@ -383,9 +447,13 @@ fn project(value: &Value, field: &Field) -> Value {
             let mut out = Map::new();
             for f in field.fields() {
                 let v = if f.name == "__typename" {
-                    obj.get("__typename").cloned().unwrap_or(Value::String("Object".into()))
+                    obj.get("__typename")
+                        .cloned()
+                        .unwrap_or(Value::String("Object".into()))
                 } else {
-                    obj.get(&f.name).map(|v| project(v, f)).unwrap_or(Value::Null)
+                    obj.get(&f.name)
+                        .map(|v| project(v, f))
+                        .unwrap_or(Value::Null)
                 };
                 out.insert(f.key().to_owned(), v);
             }
@@ -403,7 +471,11 @@ fn gql_error(message: impl Into<String>, name: &str) -> Value {
 }
 
 /// `POST /graphql`.
-pub(crate) async fn handler(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub(crate) async fn handler(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !app.authorized(&headers) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -416,29 +488,49 @@ pub(crate) async fn handler(State(app): State<App>, headers: HeaderMap, body: ax
         Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"errors": [gql_error(format!("POST body is not JSON: {e}"), "BAD_REQUEST")]}))).into_response(),
     };
     let Some(query) = req.get("query").and_then(Value::as_str) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"errors": [gql_error("POST body must contain a query", "BAD_REQUEST")]}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [gql_error("POST body must contain a query", "BAD_REQUEST")]})),
+        )
+            .into_response();
     };
-    let vars = req.get("variables").and_then(Value::as_object).cloned().unwrap_or_default();
+    let vars = req
+        .get("variables")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let op_name = req.get("operationName").and_then(Value::as_str);
-    let parsed = lex(query).and_then(|toks| Parser { toks, i: 0 }.document(op_name)).and_then(|(kind, sels, frags)| {
-        Ok((kind, flatten(&sels, &frags, 0)?))
-    });
+    let parsed = lex(query)
+        .and_then(|toks| Parser { toks, i: 0 }.document(op_name))
+        .and_then(|(kind, sels, frags)| Ok((kind, flatten(&sels, &frags, 0)?)));
     let (kind, fields) = match parsed {
         Ok(x) => x,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"errors": [gql_error(e, "GRAPHQL_PARSE_FAILED")]}))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"errors": [gql_error(e, "GRAPHQL_PARSE_FAILED")]})),
+            )
+                .into_response();
         }
     };
     let mut data = Map::new();
     let mut errors = Vec::new();
     for f in &fields {
-        let args: Map<String, Value> = f.args.iter().map(|(k, a)| (k.clone(), resolve_arg(a, &vars))).collect();
+        let args: Map<String, Value> = f
+            .args
+            .iter()
+            .map(|(k, a)| (k.clone(), resolve_arg(a, &vars)))
+            .collect();
         match resolve(&app, &kind, &f.name, &args) {
             Ok(v) => {
                 data.insert(f.key().to_owned(), project(&v, f));
             }
             Err(Resolve::Unknown) => {
-                let type_name = if kind == "mutation" { "Mutation" } else { "Query" };
+                let type_name = if kind == "mutation" {
+                    "Mutation"
+                } else {
+                    "Query"
+                };
                 return (
                     StatusCode::BAD_REQUEST,
                     Json(json!({"errors": [gql_error(format!("Cannot query field \"{}\" on type \"{type_name}\".", f.name), "GRAPHQL_VALIDATION_FAILED")]})),
@@ -468,48 +560,88 @@ fn bad(m: impl Into<String>) -> Resolve {
 }
 
 fn arg_str<'a>(args: &'a Map<String, Value>, k: &str) -> Result<&'a str, Resolve> {
-    args.get(k).and_then(Value::as_str).ok_or_else(|| bad(format!("Variable \"${k}\" of required type was not provided.")))
+    args.get(k).and_then(Value::as_str).ok_or_else(|| {
+        bad(format!(
+            "Variable \"${k}\" of required type was not provided."
+        ))
+    })
 }
 
 fn resolve(app: &App, kind: &str, name: &str, args: &Map<String, Value>) -> Result<Value, Resolve> {
     let store = &app.store;
     match (kind, name) {
-        ("query", "about") => Ok(json!({"version": &*app.version, "dependencies": [], "__typename": "AppInfo"})),
+        ("query", "about") => {
+            Ok(json!({"version": &*app.version, "dependencies": [], "__typename": "AppInfo"}))
+        }
         ("query", "me") => Ok(json!({
             "id": "88ec0c6a-13ce-5e39-b486-354fe4a7084f", "name": "admin", "user_email": "admin@opencti.io",
             "capabilities": [{"name": "BYPASS"}, {"name": "CONNECTORAPI"}, {"name": "TAXIIAPI"}],
             "effective_confidence_level": {"max_confidence": 100}, "__typename": "MeUser",
         })),
-        ("query", "settings") => Ok(json!({"id": "settings", "platform_title": "OpenCTI sandbox", "platform_version": &*app.version})),
+        ("query", "settings") => Ok(
+            json!({"id": "settings", "platform_title": "OpenCTI sandbox", "platform_version": &*app.version}),
+        ),
         ("query", "streamCollection") => {
             let id = arg_str(args, "id")?;
-            Ok(store.stream(id).map(|s| stream_json(app, &s)).unwrap_or(Value::Null))
+            Ok(store
+                .stream(id)
+                .map(|s| stream_json(app, &s))
+                .unwrap_or(Value::Null))
         }
         ("query", "streamCollections") => {
-            let edges: Vec<Value> = store.streams().iter().map(|s| json!({"node": stream_json(app, s)})).collect();
-            Ok(json!({"edges": edges, "pageInfo": {"hasNextPage": false, "globalCount": edges.len()}}))
+            let edges: Vec<Value> = store
+                .streams()
+                .iter()
+                .map(|s| json!({"node": stream_json(app, s)}))
+                .collect();
+            Ok(
+                json!({"edges": edges, "pageInfo": {"hasNextPage": false, "globalCount": edges.len()}}),
+            )
         }
-        ("query", "connector") => Ok(store.connector(arg_str(args, "id")?).map(|c| connector_json(&c)).unwrap_or(Value::Null)),
-        ("query", "connectors") => Ok(Value::Array(store.connectors().iter().map(connector_json).collect())),
+        ("query", "connector") => Ok(store
+            .connector(arg_str(args, "id")?)
+            .map(|c| connector_json(&c))
+            .unwrap_or(Value::Null)),
+        ("query", "connectors") => Ok(Value::Array(
+            store.connectors().iter().map(connector_json).collect(),
+        )),
         ("query", "indicator") => {
             let id = arg_str(args, "id")?;
-            Ok(store.get(id).map(|i| i.to_node(&store.refs)).unwrap_or(Value::Null))
+            Ok(store
+                .get(id)
+                .map(|i| i.to_node(&store.refs))
+                .unwrap_or(Value::Null))
         }
         ("query", "indicators") => indicators(app, args),
         ("mutation", "registerConnector") => {
-            let input = args.get("input").and_then(Value::as_object).ok_or_else(|| bad("Variable \"$input\" is required."))?;
-            store.register(input).map(|c| connector_json(&c)).map_err(bad)
+            let input = args
+                .get("input")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad("Variable \"$input\" is required."))?;
+            store
+                .register(input)
+                .map(|c| connector_json(&c))
+                .map_err(bad)
         }
         ("mutation", "pingConnector") => {
             let id = arg_str(args, "id")?;
             let state = args.get("state").and_then(Value::as_str).map(str::to_owned);
             let info = args.get("connectorInfo").filter(|v| v.is_object()).cloned();
-            store.ping(id, state, info).map(|c| connector_json(&c)).map_err(bad)
+            store
+                .ping(id, state, info)
+                .map(|c| connector_json(&c))
+                .map_err(bad)
         }
-        ("mutation", "resetStateConnector") => store.reset_state(arg_str(args, "id")?).map(|c| connector_json(&c)).map_err(bad),
+        ("mutation", "resetStateConnector") => store
+            .reset_state(arg_str(args, "id")?)
+            .map(|c| connector_json(&c))
+            .map_err(bad),
         ("mutation", "deleteConnector") => {
             let id = arg_str(args, "id")?;
-            store.delete_connector(id).map(|_| Value::String(id.to_owned())).map_err(bad)
+            store
+                .delete_connector(id)
+                .map(|_| Value::String(id.to_owned()))
+                .map_err(bad)
         }
         _ => Err(Resolve::Unknown),
     }
@@ -564,25 +696,48 @@ fn indicators(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
         None | Some(Value::Null) => None,
         Some(v) => Some(FilterGroup::parse(v).map_err(bad)?),
     };
-    let search = args.get("search").and_then(Value::as_str).map(str::to_lowercase).filter(|s| !s.is_empty());
-    let first = args.get("first").and_then(Value::as_u64).unwrap_or(500).clamp(1, 5000) as usize;
-    let offset = match args.get("after").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    let search = args
+        .get("search")
+        .and_then(Value::as_str)
+        .map(str::to_lowercase)
+        .filter(|s| !s.is_empty());
+    let first = args
+        .get("first")
+        .and_then(Value::as_u64)
+        .unwrap_or(500)
+        .clamp(1, 5000) as usize;
+    let offset = match args
+        .get("after")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         None => 0,
-        Some(cursor) => decode_cursor(cursor).ok_or_else(|| bad(format!("invalid cursor {cursor:?}")))?,
+        Some(cursor) => {
+            decode_cursor(cursor).ok_or_else(|| bad(format!("invalid cursor {cursor:?}")))?
+        }
     };
     let mut all: Vec<_> = store
         .all()
         .into_iter()
         .filter(|i| filter.as_ref().is_none_or(|f| f.matches(i, &store.refs)))
         .filter(|i| {
-            search.as_ref().is_none_or(|s| i.name.to_lowercase().contains(s) || i.pattern.to_lowercase().contains(s))
+            search.as_ref().is_none_or(|s| {
+                i.name.to_lowercase().contains(s) || i.pattern.to_lowercase().contains(s)
+            })
         })
         .collect();
-    let order_by = args.get("orderBy").and_then(Value::as_str).unwrap_or("created_at");
+    let order_by = args
+        .get("orderBy")
+        .and_then(Value::as_str)
+        .unwrap_or("created_at");
     match order_by {
         "name" => all.sort_by(|a, b| a.name.cmp(&b.name).then(a.internal_id.cmp(&b.internal_id))),
         "updated_at" | "modified" => {} // already in (updated_at, internal id) order
-        "x_opencti_score" => all.sort_by(|a, b| a.score.cmp(&b.score).then(a.internal_id.cmp(&b.internal_id))),
+        "x_opencti_score" => all.sort_by(|a, b| {
+            a.score
+                .cmp(&b.score)
+                .then(a.internal_id.cmp(&b.internal_id))
+        }),
         _ => all.sort_by(|a, b| (a.created, &a.internal_id).cmp(&(b.created, &b.internal_id))),
     }
     if args.get("orderMode").and_then(Value::as_str) == Some("desc") {
@@ -616,7 +771,11 @@ fn encode_cursor(n: usize) -> String {
 
 fn decode_cursor(c: &str) -> Option<usize> {
     let raw = B64.decode(c).ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("sandbox:")?.parse().ok()
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("sandbox:")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -624,7 +783,12 @@ mod tests {
     use super::*;
 
     fn parse(q: &str) -> Vec<Field> {
-        let (_, sels, frags) = Parser { toks: lex(q).unwrap(), i: 0 }.document(None).unwrap();
+        let (_, sels, frags) = Parser {
+            toks: lex(q).unwrap(),
+            i: 0,
+        }
+        .document(None)
+        .unwrap();
         flatten(&sels, &frags, 0).unwrap()
     }
 
@@ -638,8 +802,14 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].name, "pingConnector");
         assert_eq!(f[0].args.len(), 3);
-        let projected = project(&json!({"id": "x", "connector_state": "s", "connector_info": {"buffering": false, "extra": 1}, "name": "n"}), &f[0]);
-        assert_eq!(projected, json!({"id": "x", "connector_state": "s", "connector_info": {"run_and_terminate": null, "buffering": false}}));
+        let projected = project(
+            &json!({"id": "x", "connector_state": "s", "connector_info": {"buffering": false, "extra": 1}, "name": "n"}),
+            &f[0],
+        );
+        assert_eq!(
+            projected,
+            json!({"id": "x", "connector_state": "s", "connector_info": {"run_and_terminate": null, "buffering": false}})
+        );
     }
 
     #[test]
@@ -649,7 +819,10 @@ mod tests {
         );
         assert_eq!(f[0].key(), "a");
         assert_eq!(f[0].args[0].1, Arg::Lit(json!("s1")));
-        assert_eq!(f[0].fields().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["id", "name"]);
+        assert_eq!(
+            f[0].fields().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+            ["id", "name"]
+        );
     }
 
     #[test]

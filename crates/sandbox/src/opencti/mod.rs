@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::faults::{FaultConfig, Faults};
 use counts::RequestCounts;
-use store::{StreamDef, Store};
+use store::{Store, StreamDef};
 
 /// The filter of the default live stream: "Entity type = Indicator AND Revoked = No", the CES
 /// README's recommendation.
@@ -63,12 +63,20 @@ pub struct ChurnConfig {
 
 impl Default for ChurnConfig {
     fn default() -> Self {
-        Self { events_per_second: 0.0, updates: 50, pattern_changes: 10, revocations: 10, deletions: 10, creations: 15, merges: 5 }
+        Self {
+            events_per_second: 0.0,
+            updates: 50,
+            pattern_changes: 10,
+            revocations: 10,
+            deletions: 10,
+            creations: 15,
+            merges: 5,
+        }
     }
 }
 
 /// OpenCTI simulator knobs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenCtiConfig {
     /// Number of generated indicators (M).
     pub indicators: usize,
@@ -103,6 +111,21 @@ impl Default for OpenCtiConfig {
     }
 }
 
+impl std::fmt::Debug for OpenCtiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCtiConfig")
+            .field("indicators", &self.indicators)
+            .field("token", &"<redacted>")
+            .field("live_stream_id", &self.live_stream_id)
+            .field("stream_filters", &self.stream_filters)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("version", &self.version)
+            .field("churn", &self.churn)
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub(crate) struct App {
@@ -125,7 +148,10 @@ impl App {
         headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .is_some_and(|t| t.trim() == &*self.token)
     }
 }
@@ -157,7 +183,10 @@ impl OpenCtiServer {
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed ^ 0x57AE);
             model::uuid_from(&mut rng)
         });
-        let filters = config.stream_filters.clone().unwrap_or_else(|| DEFAULT_STREAM_FILTERS.to_owned());
+        let filters = config
+            .stream_filters
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STREAM_FILTERS.to_owned());
         let group = filters::FilterGroup::parse(&serde_json::Value::String(filters.clone()))
             .unwrap_or_else(|e| panic!("invalid OpenCtiConfig::stream_filters: {e}"));
         let stream = StreamDef {
@@ -194,18 +223,32 @@ impl OpenCtiServer {
             .with_state(app.clone())
             .merge(crate::faults::routes(faults.clone()))
             .route_layer(axum::middleware::from_fn_with_state(counts, counts::count))
-            .layer(axum::middleware::from_fn_with_state(faults, crate::faults::middleware));
+            .layer(axum::middleware::from_fn_with_state(
+                faults,
+                crate::faults::middleware,
+            ));
         let mut stopped_serve = stopped;
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped_serve.wait_for(|s| *s).await;
             };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(%error, "opencti simulator stopped");
             }
         });
         let churn_task = tokio::spawn(churn::run(app.clone()));
-        OpenCtiServer { url, token: config.token, live_stream_id, app, stop, task, churn_task }
+        OpenCtiServer {
+            url,
+            token: config.token,
+            live_stream_id,
+            app,
+            stop,
+            task,
+            churn_task,
+        }
     }
 
     /// Base URL.
@@ -238,5 +281,33 @@ impl OpenCtiServer {
         let _ = self.stop.send(true);
         self.churn_task.abort();
         let _ = self.task.await;
+    }
+}
+
+impl std::fmt::Debug for OpenCtiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCtiServer")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("live_stream_id", &self.live_stream_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let config = OpenCtiConfig {
+            token: "s3cr3t-token".into(),
+            ..OpenCtiConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("s3cr3t-token") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 }

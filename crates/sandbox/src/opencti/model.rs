@@ -83,8 +83,11 @@ impl Serialize for ObsValues<'_> {
                 v.insert("value".into(), Value::String(value.clone()));
             }
             if !o.hashes.is_empty() {
-                let h: serde_json::Map<_, _> =
-                    o.hashes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                let h: serde_json::Map<_, _> = o
+                    .hashes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
                 v.insert("hashes".into(), Value::Object(h));
             }
             seq.serialize_element(&v)?;
@@ -110,7 +113,10 @@ impl Serialize for OctiExt<'_> {
         stix_ids.extend(i.merged_stix_ids.iter().map(String::as_str));
         m.serialize_entry("stix_ids", &stix_ids)?;
         if let Some(idx) = i.created_by {
-            m.serialize_entry("created_by_ref_id", &refs.identities[idx]["extensions"][OCTI_EXT]["id"])?;
+            m.serialize_entry(
+                "created_by_ref_id",
+                &refs.identities[idx]["extensions"][OCTI_EXT]["id"],
+            )?;
         }
         if let Some(score) = i.score {
             m.serialize_entry("score", &score)?;
@@ -182,7 +188,11 @@ impl Serialize for Stix<'_> {
             m.serialize_entry("created_by_ref", &self.refs.identities[idx]["id"])?;
         }
         if !i.markings.is_empty() {
-            let ids: Vec<&Value> = i.markings.iter().map(|k| &self.refs.markings[*k]["id"]).collect();
+            let ids: Vec<&Value> = i
+                .markings
+                .iter()
+                .map(|k| &self.refs.markings[*k]["id"])
+                .collect();
             m.serialize_entry("object_marking_refs", &ids)?;
         }
         m.serialize_entry("type", "indicator")?;
@@ -200,7 +210,11 @@ impl Indicator {
     /// The GraphQL `Indicator` node with every field the simulator knows.
     pub(crate) fn to_node(&self, refs: &Refs) -> Value {
         let created_by = self.created_by.map(|k| identity_node(&refs.identities[k]));
-        let markings: Vec<Value> = self.markings.iter().map(|k| marking_node(&refs.markings[*k])).collect();
+        let markings: Vec<Value> = self
+            .markings
+            .iter()
+            .map(|k| marking_node(&refs.markings[*k]))
+            .collect();
         let labels: Vec<Value> = self
             .labels
             .iter()
@@ -276,12 +290,18 @@ fn marking_node(stix: &Value) -> Value {
 }
 
 fn label_id(label: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("label:{label}").as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("label:{label}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// Deterministic UUID from the generator.
 pub(crate) fn uuid_from(rng: &mut StdRng) -> String {
-    uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
 }
 
 /// The authors and TLP markings (deterministic).
@@ -313,33 +333,40 @@ pub(crate) fn refs(seed: u64) -> Refs {
             }))
         })
         .collect();
-    let markings = [("TLP:CLEAR", "clear"), ("TLP:GREEN", "green"), ("TLP:AMBER", "amber")]
-        .iter()
-        .map(|(name, tlp)| {
-            Arc::new(json!({
-                "id": format!("marking-definition--{}", uuid_from(&mut rng)),
-                "spec_version": "2.1",
-                "created": created,
-                "definition_type": "statement",
-                "name": name,
-                "definition": {"statement": "copyright"},
-                "x_opencti_definition_type": "TLP",
-                "x_opencti_definition": name,
-                "x_opencti_order": 1,
-                "type": "marking-definition",
-                "extensions": {OCTI_EXT: {
-                    "extension_type": "property-extension",
-                    "id": uuid_from(&mut rng),
-                    "type": "Marking-Definition",
-                    "created_at": created,
-                    "updated_at": created,
-                    "is_inferred": false,
-                    "tlp": tlp,
-                }},
-            }))
-        })
-        .collect();
-    Refs { identities, markings }
+    let markings = [
+        ("TLP:CLEAR", "clear"),
+        ("TLP:GREEN", "green"),
+        ("TLP:AMBER", "amber"),
+    ]
+    .iter()
+    .map(|(name, tlp)| {
+        Arc::new(json!({
+            "id": format!("marking-definition--{}", uuid_from(&mut rng)),
+            "spec_version": "2.1",
+            "created": created,
+            "definition_type": "statement",
+            "name": name,
+            "definition": {"statement": "copyright"},
+            "x_opencti_definition_type": "TLP",
+            "x_opencti_definition": name,
+            "x_opencti_order": 1,
+            "type": "marking-definition",
+            "extensions": {OCTI_EXT: {
+                "extension_type": "property-extension",
+                "id": uuid_from(&mut rng),
+                "type": "Marking-Definition",
+                "created_at": created,
+                "updated_at": created,
+                "is_inferred": false,
+                "tlp": tlp,
+            }},
+        }))
+    })
+    .collect();
+    Refs {
+        identities,
+        markings,
+    }
 }
 
 /// Quotes a value as a STIX string literal (`\` and `'` escaped).
@@ -357,18 +384,26 @@ pub(crate) struct Shape {
 }
 
 fn obs(kind: &str, value: &str) -> Vec<ObservableValue> {
-    vec![ObservableValue { kind: kind.into(), value: Some(value.into()), hashes: vec![] }]
+    vec![ObservableValue {
+        kind: kind.into(),
+        value: Some(value.into()),
+        hashes: vec![],
+    }]
 }
 
 fn hexs(rng: &mut StdRng, n: usize) -> String {
-    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).expect("hex digit")).collect()
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).expect("hex digit"))
+        .collect()
 }
 
 const WORDS: &[&str] = &[
-    "update", "secure", "login", "cdn", "mail", "portal", "cloud", "static", "api", "files", "track", "verify",
-    "account", "office", "drive", "sync", "news", "shop", "pay", "media",
+    "update", "secure", "login", "cdn", "mail", "portal", "cloud", "static", "api", "files",
+    "track", "verify", "account", "office", "drive", "sync", "news", "shop", "pay", "media",
 ];
-const TLDS: &[&str] = &["com", "net", "org", "info", "ru", "xyz", "top", "io", "biz", "cn"];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "info", "ru", "xyz", "top", "io", "biz", "cn",
+];
 
 fn domain(rng: &mut StdRng) -> String {
     format!(
@@ -405,12 +440,22 @@ pub(crate) fn shape(k: usize, rng: &mut StdRng) -> Shape {
     match k % SHAPES {
         0 => {
             let v = ipv4(rng);
-            stix(format!("[ipv4-addr:value = {}]", quote(&v)), "IPv4-Addr", v.clone(), obs("IPv4-Addr", &v))
+            stix(
+                format!("[ipv4-addr:value = {}]", quote(&v)),
+                "IPv4-Addr",
+                v.clone(),
+                obs("IPv4-Addr", &v),
+            )
         }
         1 => {
             let bits = [8u8, 16, 24, 28, 32][rng.random_range(0..5)];
             let v = format!("{}/{bits}", ipv4(rng));
-            stix(format!("[ipv4-addr:value = {}]", quote(&v)), "IPv4-Addr", v.clone(), obs("IPv4-Addr", &v))
+            stix(
+                format!("[ipv4-addr:value = {}]", quote(&v)),
+                "IPv4-Addr",
+                v.clone(),
+                obs("IPv4-Addr", &v),
+            )
         }
         2 => {
             let v = format!(
@@ -421,43 +466,99 @@ pub(crate) fn shape(k: usize, rng: &mut StdRng) -> Shape {
                 rng.random_range(1..0xffffu32),
                 rng.random_range(1..0xffffu32)
             );
-            stix(format!("[ipv6-addr:value = {}]", quote(&v)), "IPv6-Addr", v.clone(), obs("IPv6-Addr", &v))
+            stix(
+                format!("[ipv6-addr:value = {}]", quote(&v)),
+                "IPv6-Addr",
+                v.clone(),
+                obs("IPv6-Addr", &v),
+            )
         }
         3 | 4 => {
             let v = domain(rng);
-            stix(format!("[domain-name:value = {}]", quote(&v)), "Domain-Name", v.clone(), obs("Domain-Name", &v))
+            stix(
+                format!("[domain-name:value = {}]", quote(&v)),
+                "Domain-Name",
+                v.clone(),
+                obs("Domain-Name", &v),
+            )
         }
         5 => {
-            let v = format!("{}.{}", ["ws", "srv", "dc", "vpn"][rng.random_range(0..4)], domain(rng));
-            stix(format!("[hostname:value = {}]", quote(&v)), "Hostname", v.clone(), obs("Hostname", &v))
+            let v = format!(
+                "{}.{}",
+                ["ws", "srv", "dc", "vpn"][rng.random_range(0..4)],
+                domain(rng)
+            );
+            stix(
+                format!("[hostname:value = {}]", quote(&v)),
+                "Hostname",
+                v.clone(),
+                obs("Hostname", &v),
+            )
         }
         6 => {
-            let v = format!("http://{}/{}/{}.php?id={}", domain(rng), WORDS[rng.random_range(0..WORDS.len())], hexs(rng, 6), rng.random_range(0..1000));
-            stix(format!("[url:value = {}]", quote(&v)), "Url", v.clone(), obs("Url", &v))
+            let v = format!(
+                "http://{}/{}/{}.php?id={}",
+                domain(rng),
+                WORDS[rng.random_range(0..WORDS.len())],
+                hexs(rng, 6),
+                rng.random_range(0..1000)
+            );
+            stix(
+                format!("[url:value = {}]", quote(&v)),
+                "Url",
+                v.clone(),
+                obs("Url", &v),
+            )
         }
         7 => {
-            let v = format!("{}.{}@{}", WORDS[rng.random_range(0..WORDS.len())], rng.random_range(0..100), domain(rng));
-            stix(format!("[email-addr:value = {}]", quote(&v)), "Email-Addr", v.clone(), obs("Email-Addr", &v))
+            let v = format!(
+                "{}.{}@{}",
+                WORDS[rng.random_range(0..WORDS.len())],
+                rng.random_range(0..100),
+                domain(rng)
+            );
+            stix(
+                format!("[email-addr:value = {}]", quote(&v)),
+                "Email-Addr",
+                v.clone(),
+                obs("Email-Addr", &v),
+            )
         }
         8 | 9 => {
             let h = hexs(rng, 64);
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: None, hashes: vec![("SHA-256".into(), h.clone())] }];
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: None,
+                hashes: vec![("SHA-256".into(), h.clone())],
+            }];
             stix(format!("[file:hashes.'SHA-256' = '{h}']"), "StixFile", h, o)
         }
         10 => {
             let h = hexs(rng, 32);
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: None, hashes: vec![("MD5".into(), h.clone())] }];
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: None,
+                hashes: vec![("MD5".into(), h.clone())],
+            }];
             stix(format!("[file:hashes.MD5 = '{h}']"), "StixFile", h, o)
         }
         11 => {
             // Third-party connectors quote MD5.
             let h = hexs(rng, 32);
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: None, hashes: vec![("MD5".into(), h.clone())] }];
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: None,
+                hashes: vec![("MD5".into(), h.clone())],
+            }];
             stix(format!("[file:hashes.'MD5' = '{h}']"), "StixFile", h, o)
         }
         12 => {
             let h = hexs(rng, 40);
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: None, hashes: vec![("SHA-1".into(), h.clone())] }];
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: None,
+                hashes: vec![("SHA-1".into(), h.clone())],
+            }];
             stix(format!("[file:hashes.'SHA-1' = '{h}']"), "StixFile", h, o)
         }
         13 => {
@@ -465,31 +566,60 @@ pub(crate) fn shape(k: usize, rng: &mut StdRng) -> Shape {
             let o = vec![ObservableValue {
                 kind: "StixFile".into(),
                 value: None,
-                hashes: vec![("SHA-256".into(), a.clone()), ("SHA-512".into(), b.clone()), ("SHA-1".into(), c.clone()), ("MD5".into(), d.clone())],
+                hashes: vec![
+                    ("SHA-256".into(), a.clone()),
+                    ("SHA-512".into(), b.clone()),
+                    ("SHA-1".into(), c.clone()),
+                    ("MD5".into(), d.clone()),
+                ],
             }];
             stix(
-                format!("[file:hashes.'SHA-256' = '{a}' OR file:hashes.'SHA-512' = '{b}' OR file:hashes.'SHA-1' = '{c}' OR file:hashes.MD5 = '{d}']"),
+                format!(
+                    "[file:hashes.'SHA-256' = '{a}' OR file:hashes.'SHA-512' = '{b}' OR file:hashes.'SHA-1' = '{c}' OR file:hashes.MD5 = '{d}']"
+                ),
                 "StixFile",
                 a,
                 o,
             )
         }
         14 => {
-            let v = format!("{}_{}.exe", WORDS[rng.random_range(0..WORDS.len())], hexs(rng, 4));
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: Some(v.clone()), hashes: vec![] }];
+            let v = format!(
+                "{}_{}.exe",
+                WORDS[rng.random_range(0..WORDS.len())],
+                hexs(rng, 4)
+            );
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: Some(v.clone()),
+                hashes: vec![],
+            }];
             stix(format!("[file:name = {}]", quote(&v)), "StixFile", v, o)
         }
         15 => {
             // Values with a quote and a backslash (escapes).
             let v = format!("o'brien-{}.com", rng.random_range(0..10_000));
-            stix(format!("[domain-name:value = {}]", quote(&v)), "Domain-Name", v.clone(), obs("Domain-Name", &v))
+            stix(
+                format!("[domain-name:value = {}]", quote(&v)),
+                "Domain-Name",
+                v.clone(),
+                obs("Domain-Name", &v),
+            )
         }
         16 => {
             let v = format!("http://{}/a\\b'{}", domain(rng), hexs(rng, 4));
-            stix(format!("[url:value = {}]", quote(&v)), "Url", v.clone(), obs("Url", &v))
+            stix(
+                format!("[url:value = {}]", quote(&v)),
+                "Url",
+                v.clone(),
+                obs("Url", &v),
+            )
         }
         _ => {
-            let rule = format!("rule sandbox_{} {{ strings: $a = \"{}\" condition: $a }}", hexs(rng, 6), hexs(rng, 12));
+            let rule = format!(
+                "rule sandbox_{} {{ strings: $a = \"{}\" condition: $a }}",
+                hexs(rng, 6),
+                hexs(rng, 12)
+            );
             Shape {
                 name: format!("YARA rule {}", &rule[13..19]),
                 pattern: rule,
@@ -501,7 +631,16 @@ pub(crate) fn shape(k: usize, rng: &mut StdRng) -> Shape {
     }
 }
 
-const LABELS: &[&str] = &["malware", "c2", "phishing", "ransomware", "apt28", "botnet", "tor-exit", "scanner"];
+const LABELS: &[&str] = &[
+    "malware",
+    "c2",
+    "phishing",
+    "ransomware",
+    "apt28",
+    "botnet",
+    "tor-exit",
+    "scanner",
+];
 
 /// Generation knobs shared by the initial set, churn and the control API.
 pub(crate) struct Gen {
@@ -512,11 +651,20 @@ pub(crate) struct Gen {
 
 impl Gen {
     pub(crate) fn new(seed: u64, refs: &Refs) -> Gen {
-        Gen { rng: StdRng::seed_from_u64(seed), refs_identities: refs.identities.len(), refs_markings: refs.markings.len() }
+        Gen {
+            rng: StdRng::seed_from_u64(seed),
+            refs_identities: refs.identities.len(),
+            refs_markings: refs.markings.len(),
+        }
     }
 
     /// A new indicator of shape `k`, created at `at`.
-    pub(crate) fn indicator(&mut self, k: usize, at: DateTime<Utc>, now: DateTime<Utc>) -> Indicator {
+    pub(crate) fn indicator(
+        &mut self,
+        k: usize,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Indicator {
         let rng = &mut self.rng;
         let shape = shape(k, rng);
         let internal_id = uuid_from(rng);
@@ -528,7 +676,11 @@ impl Gen {
             12 => Some(vec!["android".to_owned()]),
             _ => {
                 let all = ["windows", "macos", "linux"];
-                let mut p: Vec<String> = all.iter().filter(|_| rng.random_bool(0.6)).map(|s| (*s).to_owned()).collect();
+                let mut p: Vec<String> = all
+                    .iter()
+                    .filter(|_| rng.random_bool(0.6))
+                    .map(|s| (*s).to_owned())
+                    .collect();
                 if p.is_empty() {
                     p.push("windows".into());
                 }
@@ -542,7 +694,11 @@ impl Gen {
         } else {
             now + Duration::days(rng.random_range(1..90))
         };
-        let valid_until = if valid_until <= valid_from { valid_from + Duration::seconds(1) } else { valid_until };
+        let valid_until = if valid_until <= valid_from {
+            valid_from + Duration::seconds(1)
+        } else {
+            valid_until
+        };
         let labels: Vec<String> = (0..rng.random_range(0..4))
             .map(|_| LABELS[rng.random_range(0..LABELS.len())].to_owned())
             .fold(Vec::new(), |mut acc, l| {
@@ -554,13 +710,19 @@ impl Gen {
         Indicator {
             internal_id,
             standard_id,
-            description: rng.random_bool(0.3).then(|| format!("Observed in campaign {}", hexs(rng, 4))),
+            description: rng
+                .random_bool(0.3)
+                .then(|| format!("Observed in campaign {}", hexs(rng, 4))),
             name: shape.name,
             pattern: shape.pattern,
             pattern_type: shape.pattern_type.to_owned(),
             main_observable_type: shape.main_type.to_owned(),
             observable_values: shape.observables,
-            score: if rng.random_range(0..40) == 0 { None } else { Some(rng.random_range(0..=100)) },
+            score: if rng.random_range(0..40) == 0 {
+                None
+            } else {
+                Some(rng.random_range(0..=100))
+            },
             detection: rng.random_bool(0.5),
             platforms,
             valid_from,
@@ -570,7 +732,11 @@ impl Gen {
             confidence: rng.random_range(50..=100),
             created: at,
             updated_at: at,
-            indicator_types: if rng.random_bool(0.5) { vec!["malicious-activity".into()] } else { vec![] },
+            indicator_types: if rng.random_bool(0.5) {
+                vec!["malicious-activity".into()]
+            } else {
+                vec![]
+            },
             created_by: Some(rng.random_range(0..self.refs_identities)),
             markings: vec![rng.random_range(0..self.refs_markings)],
             is_inferred: rng.random_range(0..100) == 0,
@@ -585,7 +751,10 @@ impl Gen {
         let mut out: Vec<Indicator> = (0..m)
             .map(|i| {
                 let offset = span_ms * i as u64 / m.max(1) as u64;
-                let at = Utc.timestamp_millis_opt(start.timestamp_millis() + offset as i64).single().unwrap_or(start);
+                let at = Utc
+                    .timestamp_millis_opt(start.timestamp_millis() + offset as i64)
+                    .single()
+                    .unwrap_or(start);
                 self.indicator(i, at, now)
             })
             .collect();
@@ -597,13 +766,29 @@ impl Gen {
 /// The pattern OpenCTI generates for an observable (`opencti.md` §7): `(pattern, main type, values)`.
 /// Domain names and e-mail addresses are lower-cased; file hashes are ordered SHA-256, SHA-512,
 /// SHA-1, MD5 and `MD5` is left unquoted.
-pub(crate) fn pattern_for(observable: &Value) -> Result<(String, String, Vec<ObservableValue>), String> {
-    let kind = observable.get("type").and_then(Value::as_str).ok_or("observable.type: required")?;
+pub(crate) fn pattern_for(
+    observable: &Value,
+) -> Result<(String, String, Vec<ObservableValue>), String> {
+    let kind = observable
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("observable.type: required")?;
     let value = observable.get("value").and_then(Value::as_str);
-    let simple = |path: &str, main: &str, lower: bool| -> Result<(String, String, Vec<ObservableValue>), String> {
+    let simple = |path: &str,
+                  main: &str,
+                  lower: bool|
+     -> Result<(String, String, Vec<ObservableValue>), String> {
         let v = value.ok_or_else(|| format!("observable.value: required for {main}"))?;
-        let v = if lower { v.to_lowercase() } else { v.to_owned() };
-        Ok((format!("[{path} = {}]", quote(&v)), main.to_owned(), obs(main, &v)))
+        let v = if lower {
+            v.to_lowercase()
+        } else {
+            v.to_owned()
+        };
+        Ok((
+            format!("[{path} = {}]", quote(&v)),
+            main.to_owned(),
+            obs(main, &v),
+        ))
     };
     match kind {
         "IPv4-Addr" => simple("ipv4-addr:value", "IPv4-Addr", false),
@@ -620,21 +805,45 @@ pub(crate) fn pattern_for(observable: &Value) -> Result<(String, String, Vec<Obs
                         hashes.push((algo.to_owned(), v.to_owned()));
                     }
                 }
-                if let Some(bad) = h.keys().find(|k| !["SHA-256", "SHA-512", "SHA-1", "MD5"].contains(&k.as_str())) {
+                if let Some(bad) = h
+                    .keys()
+                    .find(|k| !["SHA-256", "SHA-512", "SHA-1", "MD5"].contains(&k.as_str()))
+                {
                     return Err(format!("observable.hashes: unsupported algorithm {bad:?}"));
                 }
             }
             if hashes.is_empty() {
-                let name = observable.get("name").or(observable.get("value")).and_then(Value::as_str)
+                let name = observable
+                    .get("name")
+                    .or(observable.get("value"))
+                    .and_then(Value::as_str)
                     .ok_or("observable: a StixFile needs hashes or a name")?;
-                let o = vec![ObservableValue { kind: "StixFile".into(), value: Some(name.to_owned()), hashes: vec![] }];
-                return Ok((format!("[file:name = {}]", quote(name)), "StixFile".into(), o));
+                let o = vec![ObservableValue {
+                    kind: "StixFile".into(),
+                    value: Some(name.to_owned()),
+                    hashes: vec![],
+                }];
+                return Ok((
+                    format!("[file:name = {}]", quote(name)),
+                    "StixFile".into(),
+                    o,
+                ));
             }
             let parts: Vec<String> = hashes
                 .iter()
-                .map(|(a, v)| if a == "MD5" { format!("file:hashes.MD5 = {}", quote(v)) } else { format!("file:hashes.'{a}' = {}", quote(v)) })
+                .map(|(a, v)| {
+                    if a == "MD5" {
+                        format!("file:hashes.MD5 = {}", quote(v))
+                    } else {
+                        format!("file:hashes.'{a}' = {}", quote(v))
+                    }
+                })
                 .collect();
-            let o = vec![ObservableValue { kind: "StixFile".into(), value: None, hashes }];
+            let o = vec![ObservableValue {
+                kind: "StixFile".into(),
+                value: None,
+                hashes,
+            }];
             Ok((format!("[{}]", parts.join(" OR ")), "StixFile".into(), o))
         }
         other => Err(format!("observable.type: unsupported {other:?}")),
@@ -662,9 +871,15 @@ mod tests {
 
     #[test]
     fn observables_become_opencti_patterns() {
-        let (p, t, _) = pattern_for(&json!({"type": "Domain-Name", "value": "ExAmple.COM"})).unwrap();
-        assert_eq!((p.as_str(), t.as_str()), ("[domain-name:value = 'example.com']", "Domain-Name"));
-        let (p, _, _) = pattern_for(&json!({"type": "StixFile", "hashes": {"MD5": "d", "SHA-256": "a"}})).unwrap();
+        let (p, t, _) =
+            pattern_for(&json!({"type": "Domain-Name", "value": "ExAmple.COM"})).unwrap();
+        assert_eq!(
+            (p.as_str(), t.as_str()),
+            ("[domain-name:value = 'example.com']", "Domain-Name")
+        );
+        let (p, _, _) =
+            pattern_for(&json!({"type": "StixFile", "hashes": {"MD5": "d", "SHA-256": "a"}}))
+                .unwrap();
         assert_eq!(p, "[file:hashes.'SHA-256' = 'a' OR file:hashes.MD5 = 'd']");
         assert!(pattern_for(&json!({"type": "Mutex", "value": "x"})).is_err());
         assert_eq!(main_type_of("[ipv6-addr:value = '::1']"), "IPv6-Addr");
@@ -679,11 +894,27 @@ mod tests {
     fn every_shape_is_generated_with_expected_forms() {
         let mut rng = StdRng::seed_from_u64(1);
         let patterns: Vec<String> = (0..SHAPES).map(|k| shape(k, &mut rng).pattern).collect();
-        assert!(patterns.iter().any(|p| p.starts_with("[file:hashes.MD5 = '")));
-        assert!(patterns.iter().any(|p| p.starts_with("[file:hashes.'MD5' = '")));
-        assert!(patterns.iter().any(|p| p.contains(" OR file:hashes.'SHA-512' = ")));
+        assert!(
+            patterns
+                .iter()
+                .any(|p| p.starts_with("[file:hashes.MD5 = '"))
+        );
+        assert!(
+            patterns
+                .iter()
+                .any(|p| p.starts_with("[file:hashes.'MD5' = '"))
+        );
+        assert!(
+            patterns
+                .iter()
+                .any(|p| p.contains(" OR file:hashes.'SHA-512' = "))
+        );
         assert!(patterns.iter().any(|p| p.contains("\\'")));
-        assert!(patterns.iter().any(|p| p.starts_with("[ipv4-addr:value = '") && p.contains('/')));
+        assert!(
+            patterns
+                .iter()
+                .any(|p| p.starts_with("[ipv4-addr:value = '") && p.contains('/'))
+        );
         assert!(patterns.iter().any(|p| p.starts_with("rule ")));
     }
 
@@ -695,8 +926,14 @@ mod tests {
         let i = g.indicator(0, now, now);
         let v = i.to_value(&refs);
         assert_eq!(v["type"], "indicator");
-        assert_eq!(v["extensions"][OCTI_EXT]["main_observable_type"], "IPv4-Addr");
+        assert_eq!(
+            v["extensions"][OCTI_EXT]["main_observable_type"],
+            "IPv4-Addr"
+        );
         assert_eq!(v["extensions"][OCTI_EXT]["id"], i.internal_id);
-        assert_eq!(v["created_by_ref"], refs.identities[i.created_by.unwrap()]["id"]);
+        assert_eq!(
+            v["created_by_ref"],
+            refs.identities[i.created_by.unwrap()]["id"]
+        );
     }
 }

@@ -39,12 +39,19 @@ impl EventId {
                 return Ok(EventId { ms, seq });
             }
         }
-        parse_date(s).map(|d| EventId { ms: d.timestamp_millis().max(0) as u64, seq: 0 })
+        parse_date(s).map(|d| EventId {
+            ms: d.timestamp_millis().max(0) as u64,
+            seq: 0,
+        })
     }
 
     /// The ISO date of the id's millisecond part.
     pub(crate) fn date(&self) -> String {
-        super::model::ts(&Utc.timestamp_millis_opt(self.ms as i64).single().unwrap_or_default())
+        super::model::ts(
+            &Utc.timestamp_millis_opt(self.ms as i64)
+                .single()
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -53,7 +60,11 @@ pub(crate) fn parse_date(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Ok(d.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(d) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Ok(d.and_utc());
         }
@@ -188,16 +199,27 @@ fn now_ms() -> u64 {
 }
 
 impl Store {
-    pub(crate) fn new(refs: Refs, generator: Gen, initial: Vec<Indicator>, streams: Vec<StreamDef>) -> Store {
+    pub(crate) fn new(
+        refs: Refs,
+        generator: Gen,
+        initial: Vec<Indicator>,
+        streams: Vec<StreamDef>,
+    ) -> Store {
         let mut inner = Inner::default();
         let origin = json!({"referer": "sandbox", "user_id": "88ec0c6a-13ce-5e39-b486-354fe4a7084f", "socket": "query"});
         for ind in initial {
             let ind = Arc::new(ind);
             let ms = ind.updated_at.timestamp_millis().max(0) as u64;
             let id = if ms == inner.last_id.ms && !inner.log.is_empty() {
-                EventId { ms, seq: inner.last_id.seq + 1 }
+                EventId {
+                    ms,
+                    seq: inner.last_id.seq + 1,
+                }
             } else {
-                EventId { ms: ms.max(inner.last_id.ms), seq: 0 }
+                EventId {
+                    ms: ms.max(inner.last_id.ms),
+                    seq: 0,
+                }
             };
             inner.last_id = id;
             inner.log.push(Arc::new(LogEvent {
@@ -216,7 +238,13 @@ impl Store {
             inner.streams.insert(s.id.clone(), s);
         }
         let (changed, _) = watch::channel(inner.log.len());
-        Store { inner: RwLock::new(inner), refs, generator: Mutex::new(generator), changed, origin }
+        Store {
+            inner: RwLock::new(inner),
+            refs,
+            generator: Mutex::new(generator),
+            changed,
+            origin,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -274,7 +302,11 @@ impl Store {
 
     fn append(&self, inner: &mut Inner, body: Body) -> EventId {
         let mut ms = now_ms().max(inner.last_id.ms);
-        let mut seq = if ms == inner.last_id.ms && !inner.log.is_empty() { inner.last_id.seq + 1 } else { 0 };
+        let mut seq = if ms == inner.last_id.ms && !inner.log.is_empty() {
+            inner.last_id.seq + 1
+        } else {
+            0
+        };
         if (EventId { ms, seq }) <= inner.heartbeat_mark {
             ms = inner.heartbeat_mark.ms;
             seq = inner.heartbeat_mark.seq + 1;
@@ -290,13 +322,18 @@ impl Store {
     /// A strictly later timestamp than `prev` for an entity change.
     fn bump(prev: DateTime<Utc>) -> DateTime<Utc> {
         let now = Utc::now();
-        if now > prev { now } else { prev + chrono::Duration::milliseconds(1) }
+        if now > prev {
+            now
+        } else {
+            prev + chrono::Duration::milliseconds(1)
+        }
     }
 
     /// Creates an indicator and emits its `create` event.
     pub(crate) fn create(&self, mut ind: Indicator) -> (Arc<Indicator>, EventId) {
         let mut inner = self.write();
-        if lookup(&inner, &ind.standard_id).is_some() || inner.by_id.contains_key(&ind.internal_id) {
+        if lookup(&inner, &ind.standard_id).is_some() || inner.by_id.contains_key(&ind.internal_id)
+        {
             // Ids come from the seeded generator; a clash only happens on a caller-chosen id.
             ind.internal_id = uuid::Uuid::new_v4().to_string();
             ind.standard_id = format!("indicator--{}", uuid::Uuid::new_v4());
@@ -368,26 +405,38 @@ impl Store {
 
     /// Merges `sources` into `target` (labels united, STIX ids kept) and emits one `merge` event
     /// whose context lists the merged-away objects; the sources disappear without their own event.
-    pub(crate) fn merge(&self, target: &str, sources: &[String]) -> Result<(Arc<Indicator>, EventId), StoreError> {
+    pub(crate) fn merge(
+        &self,
+        target: &str,
+        sources: &[String],
+    ) -> Result<(Arc<Indicator>, EventId), StoreError> {
         let mut inner = self.write();
         let prev = lookup(&inner, target).ok_or_else(|| StoreError::NotFound(target.to_owned()))?;
         if sources.is_empty() {
-            return Err(StoreError::Invalid("merge: sources must not be empty".into()));
+            return Err(StoreError::Invalid(
+                "merge: sources must not be empty".into(),
+            ));
         }
         let mut srcs = Vec::new();
         for s in sources {
             let src = lookup(&inner, s).ok_or_else(|| StoreError::NotFound(s.clone()))?;
             if src.internal_id == prev.internal_id {
-                return Err(StoreError::Invalid("merge: an indicator cannot be merged into itself".into()));
+                return Err(StoreError::Invalid(
+                    "merge: an indicator cannot be merged into itself".into(),
+                ));
             }
-            if !srcs.iter().any(|x: &Arc<Indicator>| x.internal_id == src.internal_id) {
+            if !srcs
+                .iter()
+                .any(|x: &Arc<Indicator>| x.internal_id == src.internal_id)
+            {
                 srcs.push(src);
             }
         }
         let mut next = (*prev).clone();
         for src in &srcs {
             next.merged_stix_ids.push(src.standard_id.clone());
-            next.merged_stix_ids.extend(src.merged_stix_ids.iter().cloned());
+            next.merged_stix_ids
+                .extend(src.merged_stix_ids.iter().cloned());
             for l in &src.labels {
                 if !next.labels.contains(l) {
                     next.labels.push(l.clone());
@@ -405,10 +454,16 @@ impl Store {
         insert(&mut inner, next.clone());
         let body = Body::Indicator {
             kind: Kind::Merge,
-            message: format!("merges Indicator `{}` with {} other(s)", next.name, srcs.len()),
+            message: format!(
+                "merges Indicator `{}` with {} other(s)",
+                next.name,
+                srcs.len()
+            ),
             data: next.clone(),
             prev: Some(prev),
-            context: Some(json!({"patch": patch, "reverse_patch": reverse, "sources": sources_stix})),
+            context: Some(
+                json!({"patch": patch, "reverse_patch": reverse, "sources": sources_stix}),
+            ),
         };
         let eid = self.append(&mut inner, body);
         Ok((next, eid))
@@ -436,7 +491,11 @@ impl Store {
     /// `(first id, last id, size)` of the log.
     pub(crate) fn log_info(&self) -> (EventId, EventId, usize) {
         let inner = self.read();
-        (inner.log.first().map(|e| e.id).unwrap_or_default(), inner.last_id, inner.log.len())
+        (
+            inner.log.first().map(|e| e.id).unwrap_or_default(),
+            inner.last_id,
+            inner.log.len(),
+        )
     }
 
     /// The id a heartbeat carries for a connection that has consumed the log up to `pos`: when it
@@ -447,7 +506,12 @@ impl Store {
         if pos < inner.log.len() {
             return None;
         }
-        let id = EventId { ms: now_ms(), seq: 0 }.max(inner.last_id).max(inner.heartbeat_mark);
+        let id = EventId {
+            ms: now_ms(),
+            seq: 0,
+        }
+        .max(inner.last_id)
+        .max(inner.heartbeat_mark);
         inner.heartbeat_mark = id;
         Some(id)
     }
@@ -478,12 +542,22 @@ impl Store {
 
     /// Upserts a connector (`registerConnector`).
     pub(crate) fn register(&self, input: &Map<String, Value>) -> Result<Connector, String> {
-        let id = input.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("input.id: required")?;
-        let name = input.get("name").and_then(Value::as_str).ok_or("input.name: required")?;
+        let id = input
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or("input.id: required")?;
+        let name = input
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("input.name: required")?;
         if name.chars().count() < 2 {
             return Err("input.name: must be at least 2 characters".into());
         }
-        let ctype = input.get("type").and_then(Value::as_str).ok_or("input.type: required")?;
+        let ctype = input
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or("input.type: required")?;
         const TYPES: &[&str] = &[
             "EXTERNAL_IMPORT",
             "INTERNAL_IMPORT_FILE",
@@ -496,29 +570,36 @@ impl Store {
             return Err(format!("input.type: invalid ConnectorType {ctype:?}"));
         }
         let scope = match input.get("scope") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
             Some(Value::String(s)) => s.split(',').map(|s| s.trim().to_owned()).collect(),
             _ => vec![],
         };
         let flag = |k: &str| input.get(k).and_then(Value::as_bool).unwrap_or(false);
         let now = Utc::now();
         let mut inner = self.write();
-        let c = inner.connectors.entry(id.to_owned()).or_insert_with(|| Connector {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            connector_type: ctype.to_owned(),
-            scope: vec![],
-            auto: false,
-            only_contextual: false,
-            playbook_compatible: false,
-            state: None,
-            state_reset: false,
-            info: Value::Null,
-            created_at: now,
-            updated_at: now,
-            registrations: 0,
-            pings: 0,
-        });
+        let c = inner
+            .connectors
+            .entry(id.to_owned())
+            .or_insert_with(|| Connector {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                connector_type: ctype.to_owned(),
+                scope: vec![],
+                auto: false,
+                only_contextual: false,
+                playbook_compatible: false,
+                state: None,
+                state_reset: false,
+                info: Value::Null,
+                created_at: now,
+                updated_at: now,
+                registrations: 0,
+                pings: 0,
+            });
         c.name = name.to_owned();
         c.connector_type = ctype.to_owned();
         c.scope = scope;
@@ -532,9 +613,17 @@ impl Store {
 
     /// `pingConnector`: with the reset flag set, only clears it and returns the stored (empty)
     /// state; otherwise stores the sent state and info.
-    pub(crate) fn ping(&self, id: &str, state: Option<String>, info: Option<Value>) -> Result<Connector, String> {
+    pub(crate) fn ping(
+        &self,
+        id: &str,
+        state: Option<String>,
+        info: Option<Value>,
+    ) -> Result<Connector, String> {
         let mut inner = self.write();
-        let c = inner.connectors.get_mut(id).ok_or("No connector found with the specified ID")?;
+        let c = inner
+            .connectors
+            .get_mut(id)
+            .ok_or("No connector found with the specified ID")?;
         c.pings += 1;
         if c.state_reset {
             c.state_reset = false;
@@ -551,24 +640,42 @@ impl Store {
     /// `resetStateConnector` (the UI button): empty state and the reset flag.
     pub(crate) fn reset_state(&self, id: &str) -> Result<Connector, String> {
         let mut inner = self.write();
-        let c = inner.connectors.get_mut(id).ok_or("No connector found with the specified ID")?;
+        let c = inner
+            .connectors
+            .get_mut(id)
+            .ok_or("No connector found with the specified ID")?;
         c.state = Some(String::new());
         c.state_reset = true;
         Ok(c.clone())
     }
 
     pub(crate) fn delete_connector(&self, id: &str) -> Result<(), String> {
-        self.write().connectors.remove(id).map(|_| ()).ok_or_else(|| "No connector found with the specified ID".into())
+        self.write()
+            .connectors
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| "No connector found with the specified ID".into())
     }
 
     /// Serializes an indicator's STIX into `out`.
     pub(crate) fn write_stix(&self, ind: &Indicator, out: &mut Vec<u8>) {
-        serde_json::to_writer(out, &Stix { ind, refs: &self.refs }).expect("stix serializes");
+        serde_json::to_writer(
+            out,
+            &Stix {
+                ind,
+                refs: &self.refs,
+            },
+        )
+        .expect("stix serializes");
     }
 }
 
 fn lookup(inner: &Inner, id: &str) -> Option<Arc<Indicator>> {
-    let internal = if inner.by_id.contains_key(id) { id } else { inner.by_stix.get(id)?.as_str() };
+    let internal = if inner.by_id.contains_key(id) {
+        id
+    } else {
+        inner.by_stix.get(id)?.as_str()
+    };
     let ms = *inner.by_id.get(internal)?;
     inner.ordered.get(&(ms, internal.to_owned())).cloned()
 }
@@ -576,7 +683,9 @@ fn lookup(inner: &Inner, id: &str) -> Option<Arc<Indicator>> {
 fn insert(inner: &mut Inner, ind: Arc<Indicator>) {
     let ms = ind.updated_at.timestamp_millis();
     inner.by_id.insert(ind.internal_id.clone(), ms);
-    inner.by_stix.insert(ind.standard_id.clone(), ind.internal_id.clone());
+    inner
+        .by_stix
+        .insert(ind.standard_id.clone(), ind.internal_id.clone());
     for s in &ind.merged_stix_ids {
         inner.by_stix.insert(s.clone(), ind.internal_id.clone());
     }
@@ -647,11 +756,18 @@ fn update_message(patch: &[Value], after: &Value) -> String {
             let field = path.rsplit('/').next().unwrap_or(path);
             Some(match &p["value"] {
                 Value::Null => format!("removes `{field}`"),
-                v => format!("replaces `{}` in `{field}`", v.to_string().trim_matches('"')),
+                v => format!(
+                    "replaces `{}` in `{field}`",
+                    v.to_string().trim_matches('"')
+                ),
             })
         })
         .collect();
-    format!("{} on Indicator `{}`", parts.join(" - "), after["name"].as_str().unwrap_or_default())
+    format!(
+        "{} on Indicator `{}`",
+        parts.join(" - "),
+        after["name"].as_str().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -662,8 +778,20 @@ mod tests {
     fn positions_parse_like_the_platform() {
         assert_eq!(EventId::parse_position("0").unwrap(), EventId::default());
         assert_eq!(EventId::parse_position("0-0").unwrap(), EventId::default());
-        assert_eq!(EventId::parse_position("1711633413527-3").unwrap(), EventId { ms: 1711633413527, seq: 3 });
-        assert_eq!(EventId::parse_position("2024-03-28T13:43:33.527Z").unwrap(), EventId { ms: 1711633413527, seq: 0 });
+        assert_eq!(
+            EventId::parse_position("1711633413527-3").unwrap(),
+            EventId {
+                ms: 1711633413527,
+                seq: 3
+            }
+        );
+        assert_eq!(
+            EventId::parse_position("2024-03-28T13:43:33.527Z").unwrap(),
+            EventId {
+                ms: 1711633413527,
+                seq: 0
+            }
+        );
         assert!(EventId::parse_position("yesterday").is_err());
     }
 
@@ -676,7 +804,13 @@ mod tests {
         assert!(p.contains(&json!({"op": "add", "path": "/revoked", "value": true})));
         assert!(r.contains(&json!({"op": "replace", "path": "/x/score", "value": 50})));
         assert!(r.contains(&json!({"op": "remove", "path": "/revoked"})));
-        let (p, _) = diff_pair(&a, &json!({"modified": "3", "x": {"score": 50}, "labels": ["a"]}));
-        assert!(p.is_empty(), "a change of `modified` alone is not an update");
+        let (p, _) = diff_pair(
+            &a,
+            &json!({"modified": "3", "x": {"score": 50}, "labels": ["a"]}),
+        );
+        assert!(
+            p.is_empty(),
+            "a change of `modified` alone is not an update"
+        );
     }
 }

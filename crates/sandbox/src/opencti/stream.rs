@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -23,7 +23,8 @@ use super::store::{Body as EventBody, EventId, Kind, LogEvent, StreamDef};
 use crate::faults::StreamAction;
 
 static INIT_CREATE: LazyLock<Value> = LazyLock::new(|| json!({"referer": "init-create"}));
-static INIT_DEPENDENCIES: LazyLock<Value> = LazyLock::new(|| json!({"referer": "init-dependencies"}));
+static INIT_DEPENDENCIES: LazyLock<Value> =
+    LazyLock::new(|| json!({"referer": "init-dependencies"}));
 
 /// Flush the buffer to the socket once it holds this much.
 const CHUNK: usize = 64 * 1024;
@@ -41,15 +42,23 @@ pub(crate) struct Params {
     pub(crate) delay: Duration,
 }
 
-fn pick<'a>(query: &'a HashMap<String, String>, headers: &'a HeaderMap, q: &str, hs: &[&str]) -> Option<&'a str> {
-    query
-        .get(q)
-        .map(String::as_str)
-        .or_else(|| hs.iter().find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok())))
+fn pick<'a>(
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    q: &str,
+    hs: &[&str],
+) -> Option<&'a str> {
+    query.get(q).map(String::as_str).or_else(|| {
+        hs.iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+    })
 }
 
 impl Params {
-    pub(crate) fn read(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<Params, String> {
+    pub(crate) fn read(
+        query: &HashMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Params, String> {
         let start = pick(query, headers, "from", &["from", "last-event-id"])
             .filter(|s| !s.is_empty())
             .map(EventId::parse_position)
@@ -64,13 +73,17 @@ impl Params {
         let no_dependencies = pick(query, headers, "no-dependencies", &["no-dependencies"])
             .or_else(|| pick(query, headers, "no-relationships", &["no-relationships"]))
             == Some("true");
-        let delay = pick(query, headers, "delay", &["event-delay"]).and_then(|d| d.parse().ok()).unwrap_or(0);
+        let delay = pick(query, headers, "delay", &["event-delay"])
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
         Ok(Params {
             start,
             recover,
-            listen_delete: pick(query, headers, "listen-delete", &["listen-delete"]) != Some("false"),
+            listen_delete: pick(query, headers, "listen-delete", &["listen-delete"])
+                != Some("false"),
             no_dependencies,
-            with_inferences: pick(query, headers, "with-inferences", &["with-inferences"]) == Some("true"),
+            with_inferences: pick(query, headers, "with-inferences", &["with-inferences"])
+                == Some("true"),
             delay: Duration::from_millis(delay),
         })
     }
@@ -112,13 +125,24 @@ pub(crate) async fn handler(
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let connection_id = uuid::Uuid::new_v4().to_string();
     tokio::spawn(produce(app.clone(), def, params, connection_id, tx));
-    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 
@@ -174,7 +198,10 @@ impl Conn {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 4096)));
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK + 4096),
+        ));
         // A client that stops reading must not keep the server from shutting down.
         tokio::select! {
             sent = self.tx.send(chunk) => sent.map_err(|_| End::Gone),
@@ -184,15 +211,18 @@ impl Conn {
 
     fn visible(&self, ind: &Indicator) -> bool {
         (self.params.with_inferences || !ind.is_inferred)
-            && self.def.as_ref().is_none_or(|d| d.visible(ind, &self.app.store.refs))
+            && self
+                .def
+                .as_ref()
+                .is_none_or(|d| d.visible(ind, &self.app.store.refs))
     }
 
     fn write_raw(&mut self, id: Option<EventId>, event: &str, data: &[u8]) {
         if let Some(id) = id {
-            let _ = write!(self.buf, "id: {id}\n");
+            let _ = writeln!(self.buf, "id: {id}");
             self.last_id = Some(id);
         }
-        let _ = write!(self.buf, "event: {event}\n");
+        let _ = writeln!(self.buf, "event: {event}");
         for line in data.split(|b| *b == b'\n') {
             self.buf.extend_from_slice(b"data: ");
             self.buf.extend_from_slice(line);
@@ -216,13 +246,20 @@ impl Conn {
             .created_by
             .map(|k| (&refs.identities[k], "Organization"))
             .into_iter()
-            .chain(ind.markings.iter().map(|k| (&refs.markings[*k], "Marking-Definition")));
+            .chain(
+                ind.markings
+                    .iter()
+                    .map(|k| (&refs.markings[*k], "Marking-Definition")),
+            );
         for (obj, label) in deps {
             let sid = obj["id"].as_str().unwrap_or_default();
             if !self.deps_sent.insert(sid.to_owned()) {
                 continue;
             }
-            let message = format!("creates a {label} `{}`", obj["name"].as_str().unwrap_or_default());
+            let message = format!(
+                "creates a {label} `{}`",
+                obj["name"].as_str().unwrap_or_default()
+            );
             let env = Envelope {
                 version: "4",
                 kind: "create",
@@ -287,7 +324,10 @@ impl Conn {
             if !self.visible(&ind) {
                 continue;
             }
-            let id = EventId { ms: ind.updated_at.timestamp_millis().max(0) as u64, seq: 0 };
+            let id = EventId {
+                ms: ind.updated_at.timestamp_millis().max(0) as u64,
+                seq: 0,
+            };
             self.write_dependencies(id, &ind);
             let message = format!("creates a Indicator `{}`", ind.name);
             let env = Envelope {
@@ -296,7 +336,10 @@ impl Conn {
                 scope: "external",
                 message: &message,
                 origin: &INIT_CREATE,
-                data: Data::Stix(Stix { ind: &ind, refs: &store.refs }),
+                data: Data::Stix(Stix {
+                    ind: &ind,
+                    refs: &store.refs,
+                }),
                 context: None,
                 event_id: id.to_string(),
             };
@@ -314,7 +357,13 @@ impl Conn {
                 self.write_raw(Some(ev.id), event, data.as_bytes());
                 true
             }
-            EventBody::Indicator { kind, message, data, prev, context } => {
+            EventBody::Indicator {
+                kind,
+                message,
+                data,
+                prev,
+                context,
+            } => {
                 let now = self.visible(data);
                 let sse = match kind {
                     Kind::Create | Kind::Merge => now.then_some(kind.as_str()),
@@ -339,7 +388,10 @@ impl Conn {
                     scope: "external",
                     message,
                     origin: store.origin(),
-                    data: Data::Stix(Stix { ind: data, refs: &store.refs }),
+                    data: Data::Stix(Stix {
+                        ind: data,
+                        refs: &store.refs,
+                    }),
                     context: context.as_ref(),
                     event_id: ev.id.to_string(),
                 };
@@ -368,7 +420,10 @@ impl Conn {
         let mut pos = match (self.params.start, self.params.recover) {
             (Some(start), Some(recover)) if recover > start => {
                 self.snapshot(start, recover).await?;
-                store.position_after(EventId { ms: recover.ms, seq: 0 })
+                store.position_after(EventId {
+                    ms: recover.ms,
+                    seq: 0,
+                })
             }
             (Some(start), _) => store.position_after(start),
             (None, _) => size,
@@ -412,7 +467,13 @@ pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn produce(app: App, def: Option<StreamDef>, params: Params, connection_id: String, tx: mpsc::Sender<Bytes>) {
+async fn produce(
+    app: App,
+    def: Option<StreamDef>,
+    params: Params,
+    connection_id: String,
+    tx: mpsc::Sender<Bytes>,
+) {
     app.connections.fetch_add(1, Ordering::Relaxed);
     let heartbeat_every = app.heartbeat.max(Duration::from_millis(10));
     let mut conn = Conn {
@@ -449,8 +510,15 @@ mod tests {
         query.insert("recover".to_owned(), "2024-04-10T08:00:00Z".to_owned());
         let p = Params::read(&query, &headers).unwrap();
         assert_eq!(p.start, Some(EventId::default()));
-        assert_eq!(p.recover, Some(EventId { ms: 1712736000000, seq: 0 }));
-        let only_recover: HashMap<String, String> = [("recover".to_owned(), "2024-04-10T08:00:00Z".to_owned())].into();
+        assert_eq!(
+            p.recover,
+            Some(EventId {
+                ms: 1712736000000,
+                seq: 0
+            })
+        );
+        let only_recover: HashMap<String, String> =
+            [("recover".to_owned(), "2024-04-10T08:00:00Z".to_owned())].into();
         assert!(Params::read(&only_recover, &HeaderMap::new()).is_err());
     }
 }

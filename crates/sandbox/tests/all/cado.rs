@@ -33,12 +33,29 @@ async fn import_requires_the_api_key_and_validates_fields() {
     assert_eq!(import(&s, "wrong", linux(1)).await.0, 401);
     let (code, body) = import(&s, &s.api_key(), json!({"project_id": 1, "os": "beos"})).await;
     assert_eq!(code, 422);
-    assert!(body["message"].as_str().unwrap().starts_with("os:"), "{body}");
-    let (code, body) =
-        import(&s, &s.api_key(), json!({"project_id": 1, "os": "linux", "command_options": {"memory": true}})).await;
+    assert!(
+        body["message"].as_str().unwrap().starts_with("os:"),
+        "{body}"
+    );
+    let (code, body) = import(
+        &s,
+        &s.api_key(),
+        json!({"project_id": 1, "os": "linux", "command_options": {"memory": true}}),
+    )
+    .await;
     assert_eq!(code, 422);
-    assert!(body["message"].as_str().unwrap().contains("command_options.memory"), "{body}");
-    assert_eq!(import(&s, &s.api_key(), linux(99)).await.0, 404, "unknown project");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("command_options.memory"),
+        "{body}"
+    );
+    assert_eq!(
+        import(&s, &s.api_key(), linux(99)).await.0,
+        404,
+        "unknown project"
+    );
     s.shutdown().await;
 }
 
@@ -66,16 +83,32 @@ async fn linux_command_follows_the_platform_one_liner_and_carries_presigned_data
     let presigned = data["presigned_data"].as_str().unwrap();
     assert!(command.contains(&format!("--presigned_data \"{presigned}\"")));
     let doc: Value = serde_json::from_slice(&B64.decode(presigned).unwrap()).unwrap();
-    assert!(presigned.starts_with("eyJ1cmwiOi"), "the base64 starts with {{\"url\":");
+    assert!(
+        presigned.starts_with("eyJ1cmwiOi"),
+        "the base64 starts with {{\"url\":"
+    );
     assert_eq!(doc["provider"], "aws");
     assert_eq!(doc["fields"]["key"], format!("{prefix}${{filename}}"));
-    for f in ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-security-token"] {
+    for f in [
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-security-token",
+    ] {
         assert!(doc["fields"][f].is_string(), "{f}");
     }
-    let policy: Value = serde_json::from_slice(&B64.decode(doc["policy"].as_str().unwrap()).unwrap()).unwrap();
-    assert!(policy["conditions"].as_array().unwrap().contains(&json!(["starts-with", "$key", prefix])));
+    let policy: Value =
+        serde_json::from_slice(&B64.decode(doc["policy"].as_str().unwrap()).unwrap()).unwrap();
+    assert!(policy["conditions"].as_array().unwrap().contains(&json!([
+        "starts-with",
+        "$key",
+        prefix
+    ])));
     assert!(policy["expiration"].is_string());
-    assert_eq!(data["cloud_storage_info"], json!({"bucket": "cado-sandbox-evidence", "path": prefix}));
+    assert_eq!(
+        data["cloud_storage_info"],
+        json!({"bucket": "cado-sandbox-evidence", "path": prefix})
+    );
     s.shutdown().await;
 }
 
@@ -89,37 +122,79 @@ async fn windows_and_macos_commands() {
     )
     .await;
     let command = body["data"]["command"].as_str().unwrap();
-    for part in ["C:\\Windows\\Temp\\cado-host-", "Invoke-WebRequest", "windows/cado-host.exe", "--include_memory", "--dd D", "--groups program_execution processes", "Cado Host has failed"] {
+    for part in [
+        "C:\\Windows\\Temp\\cado-host-",
+        "Invoke-WebRequest",
+        "windows/cado-host.exe",
+        "--include_memory",
+        "--dd D",
+        "--groups program_execution processes",
+        "Cado Host has failed",
+    ] {
         assert!(command.contains(part), "{part:?} missing from {command}");
     }
     let (_, body) = import(&s, &s.api_key(), json!({"project_id": 1, "os": "macos", "command_options": {"as_super": false, "light_mode": true}})).await;
     let command = body["data"]["command"].as_str().unwrap();
-    assert!(command.contains("osx/cado-host") && command.contains("-c light") && !command.contains("sudo"), "{command}");
+    assert!(
+        command.contains("osx/cado-host")
+            && command.contains("-c light")
+            && !command.contains("sudo"),
+        "{command}"
+    );
     s.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_capture_landing_in_the_bucket_creates_a_pipeline() {
-    let s = start(CadoConfig { pipeline_processing: Duration::from_millis(300), ..CadoConfig::default() }).await;
+    let s = start(CadoConfig {
+        pipeline_processing: Duration::from_millis(300),
+        ..CadoConfig::default()
+    })
+    .await;
     let (_, body) = import(&s, &s.api_key(), linux(1)).await;
     let command = body["data"]["command"].as_str().unwrap();
     let bucket = s.bucket();
-    let capture = bucket.upload_with_command(command, "web-01", "aid-1", 1234).unwrap();
+    let capture = bucket
+        .upload_with_command(command, "web-01", "aid-1", 1234)
+        .unwrap();
     let prefix = body["data"]["cloud_storage_info"]["path"].as_str().unwrap();
-    assert!(capture.key.starts_with(prefix) && capture.key.ends_with(".tar.lz4") && capture.key.contains("web-01-"));
+    assert!(
+        capture.key.starts_with(prefix)
+            && capture.key.ends_with(".tar.lz4")
+            && capture.key.contains("web-01-")
+    );
 
     let forged = command.replace("--presigned_data \"", "--presigned_data \"eyJ1cmwiOiJ4In0=");
     assert!(bucket.upload_with_command(&forged, "h", "a", 1).is_err());
-    assert_eq!(bucket.upload_with_command("./cado-host capture", "h", "a", 1), Err(UploadRejected::NoPresignedData));
+    assert_eq!(
+        bucket.upload_with_command("./cado-host capture", "h", "a", 1),
+        Err(UploadRejected::NoPresignedData)
+    );
 
-    let (_, listed) = reqwest::get(format!("{}/_sandbox/bucket", s.url())).await.unwrap().json::<Value>().await.map(|v| (0, v)).unwrap();
+    let (_, listed) = reqwest::get(format!("{}/_sandbox/bucket", s.url()))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .map(|v| (0, v))
+        .unwrap();
     assert_eq!(listed["captures"][0]["hostname"], "web-01");
     assert_eq!(listed["captures"][0]["device_id"], "aid-1");
 
     let pipelines = |s: &CadoServer| {
         let url = format!("{}/api/v3/pipelines?project_id=1", s.url());
         let key = s.api_key();
-        async move { reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let p = pipelines(&s).await;
     let first = &p["pipelines"][0];
@@ -129,9 +204,16 @@ async fn a_capture_landing_in_the_bucket_creates_a_pipeline() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(pipelines(&s).await["pipelines"][0]["status"], "complete");
 
-    let r = reqwest::Client::new().get(format!("{}/api/v3/pipelines", s.url())).bearer_auth(s.api_key()).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v3/pipelines", s.url()))
+        .bearer_auth(s.api_key())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422, "project_id is required");
-    let r = reqwest::get(format!("{}/api/v3/pipelines?project_id=1", s.url())).await.unwrap();
+    let r = reqwest::get(format!("{}/api/v3/pipelines?project_id=1", s.url()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     s.shutdown().await;
 }
@@ -150,7 +232,12 @@ async fn captures_can_be_recorded_through_the_control_api() {
     assert_eq!(c["pipeline_id"], 1);
     assert_eq!(c["project_id"], 1);
     assert_eq!(s.bucket().captures().len(), 1);
-    let counts: Value = reqwest::get(format!("{}/_sandbox/requests", s.url())).await.unwrap().json().await.unwrap();
+    let counts: Value = reqwest::get(format!("{}/_sandbox/requests", s.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(counts["requests"]["POST /_sandbox/bucket"], 1);
     s.shutdown().await;
 }

@@ -144,7 +144,7 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
         &f,
         &batch_id,
         &raw(&linux_launch(job, &lc)),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     let line = stdout(&out, &linux);
@@ -157,7 +157,7 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
         &f,
         &batch_id,
         &raw(&windows_launch(job, &wc)),
-        &[windows.clone()],
+        std::slice::from_ref(&windows),
     )
     .await;
     assert!(
@@ -170,11 +170,17 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
         &f,
         &batch_id,
         &raw(&linux_launch(job, &lc)),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     assert!(stdout(&out, &linux).starts_with(&format!("FALCON-TRIAGE already-launched job={job}")));
-    let out = admin(&f, &batch_id, &raw(&linux_probe(job)), &[linux.clone()]).await;
+    let out = admin(
+        &f,
+        &batch_id,
+        &raw(&linux_probe(job)),
+        std::slice::from_ref(&linux),
+    )
+    .await;
     assert!(
         stdout(&out, &linux).starts_with(&format!("FALCON-TRIAGE running job={job} pid=")),
         "{out}"
@@ -205,7 +211,13 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
             .is_empty(),
         "a shell script fails on Windows"
     );
-    let out = admin(&f, &batch_id, &raw(&windows_probe(job)), &[windows.clone()]).await;
+    let out = admin(
+        &f,
+        &batch_id,
+        &raw(&windows_probe(job)),
+        std::slice::from_ref(&windows),
+    )
+    .await;
     let win = stdout(&out, &windows);
     assert!(
         win.starts_with(&format!("FALCON-TRIAGE exited job={job} code=0")),
@@ -230,11 +242,17 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
         &f,
         &batch_id,
         &raw(&linux_probe("00000000")),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     assert!(stdout(&out, &linux).starts_with("FALCON-TRIAGE absent job=00000000"));
-    let out = admin(&f, &batch_id, &raw(&windows_probe(job)), &[linux.clone()]).await;
+    let out = admin(
+        &f,
+        &batch_id,
+        &raw(&windows_probe(job)),
+        std::slice::from_ref(&linux),
+    )
+    .await;
     assert!(
         !out["combined"]["resources"][&linux]["stderr"]
             .as_str()
@@ -280,14 +298,14 @@ async fn failed_linux_collector_exits_zero_with_the_cado_failure_line() {
         &f,
         &batch_id,
         &raw(&linux_launch(job, &cado_command(&f, "linux").await)),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     admin(
         &f,
         &batch_id,
         &raw(&windows_launch(job, &cado_command(&f, "windows").await)),
-        &[windows.clone()],
+        std::slice::from_ref(&windows),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -298,7 +316,13 @@ async fn failed_linux_collector_exits_zero_with_the_cado_failure_line() {
         "{text}"
     );
     assert!(text.contains("Cado Host has failed"));
-    let out = admin(&f, &batch_id, &raw(&windows_probe(job)), &[windows.clone()]).await;
+    let out = admin(
+        &f,
+        &batch_id,
+        &raw(&windows_probe(job)),
+        std::slice::from_ref(&windows),
+    )
+    .await;
     let win = stdout(&out, &windows);
     assert!(
         win.starts_with(&format!("FALCON-TRIAGE exited job={job} code=1")),
@@ -315,7 +339,7 @@ async fn failed_linux_collector_exits_zero_with_the_cado_failure_line() {
         &f,
         &batch_id,
         &raw(&linux_launch("11111111", "nosuchtool --x")),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     assert!(stdout(&out, &linux).starts_with("FALCON-TRIAGE launched"));
@@ -324,7 +348,7 @@ async fn failed_linux_collector_exits_zero_with_the_cado_failure_line() {
         &f,
         &batch_id,
         &raw(&linux_probe("11111111")),
-        &[linux.clone()],
+        std::slice::from_ref(&linux),
     )
     .await;
     let text = stdout(&out, &linux);
@@ -345,7 +369,7 @@ async fn reboot_makes_a_running_job_vanish() {
     })
     .await;
     let linux = pick(&f.hosts().await, "Linux", true);
-    let (_, body) = batch(&f, &[linux.clone()], false).await;
+    let (_, body) = batch(&f, std::slice::from_ref(&linux), false).await;
     let batch_id = body["batch_id"].as_str().unwrap().to_string();
     admin(
         &f,
@@ -391,7 +415,7 @@ async fn offline_hosts_error_or_queue_until_they_come_online() {
     let online = hosts.iter().find(|h| h.2).unwrap().0.clone();
     let offline = hosts.iter().find(|h| !h.2).unwrap().0.clone();
 
-    let (status, body) = batch(&f, &[offline.clone()], false).await;
+    let (status, body) = batch(&f, std::slice::from_ref(&offline), false).await;
     assert_eq!(status, 404);
     assert_eq!(body["resources"][&offline]["errors"][0]["code"], 40401);
     assert_eq!(
@@ -648,7 +672,7 @@ async fn libraries_put_files_scripts_and_get_files() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let (_, body) = batch(&f, &[linux.clone()], false).await;
+    let (_, body) = batch(&f, std::slice::from_ref(&linux), false).await;
     let batch_id = body["batch_id"].as_str().unwrap().to_string();
     let out = admin(
         &f,
