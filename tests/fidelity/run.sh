@@ -6,7 +6,7 @@
 # tests/fidelity/falconpy_check.py and tests/fidelity/pycti_check.py. Any failure fails the script.
 #
 # Environment: FIDELITY_VENV (default /tmp/cti-fidelity-venv), PYTHON (default python3),
-# SANDBOX_ARGS (extra cti-sandbox flags).
+# SANDBOX_ARGS (extra cti-sandbox flags), FIDELITY_PACKAGES (the pip requirements to install).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,7 +18,11 @@ echo "== fidelity: python environment in $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check crowdstrike-falconpy pycti
+# Pinned to the versions the checks were written against, so that a new release cannot change CI's
+# verdict unnoticed (FIDELITY_PACKAGES overrides them, e.g. to try the latest releases).
+PACKAGES="${FIDELITY_PACKAGES:-crowdstrike-falconpy==1.6.6 pycti==7.261026.0}"
+# shellcheck disable=SC2086
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PACKAGES
 "$VENV/bin/python" -m pip show crowdstrike-falconpy pycti 2>/dev/null | grep -E '^(Name|Version):' || true
 
 echo "== fidelity: building cti-sandbox"
@@ -58,7 +62,8 @@ if [ -z "$SANDBOX_INFO" ]; then
   exit 1
 fi
 export SANDBOX_INFO
-echo "sandbox: $SANDBOX_INFO"
+# Only the URLs: even sandbox credentials stay out of logs.
+"$VENV/bin/python" -c 'import json, os; i = json.loads(os.environ["SANDBOX_INFO"]); print("sandbox:", *(f"{k}={v}" for k, v in i.items() if k.endswith("_url")))'
 
 status=0
 echo "== fidelity: FalconPy"
