@@ -126,5 +126,12 @@ async fn alert_ids_past_10000() {
     );
     let combined = common::falcon_requests(info, "POST /alerts/combined/alerts/v1").await;
     assert!(combined >= 11, "{combined} combined pages of at most 1,000");
+    // Entities of every id: requests of at most 1,000 composite ids.
+    let alerts = client.alerts().get(&ids).await.expect("get all");
+    assert_eq!(alerts.len(), 10_300);
+    assert_eq!(
+        common::falcon_requests(info, "POST /alerts/entities/alerts/v2").await,
+        11
+    );
     sb.shutdown().await;
 }

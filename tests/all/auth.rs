@@ -136,3 +136,29 @@ async fn rate_limit_exhaustion_is_bounded() {
     assert!(snap.throttled_responses >= 2, "the 429 was not retried");
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_base_url_ignores_the_region_header() {
+    let sb = common::start(common::config(20, 10)).await;
+    let info = sb.info();
+    // Real Falcon answers `X-Cs-Region: us-1` (lower case) or another region's name.
+    common::post(
+        format!("{}/_sandbox/knobs", info.falcon_url),
+        json!({"region": "eu-1"}),
+    )
+    .await;
+    let client = common::falcon(info);
+    let before = client.base_url();
+    let page = client.hosts().query().limit(3).send().await.expect("call");
+    assert_eq!(page.items.len(), 3);
+    assert_eq!(
+        client.base_url(),
+        before,
+        "the client moved away from the sandbox"
+    );
+    assert_eq!(
+        common::falcon_requests(info, "POST /oauth2/revoke").await,
+        0
+    );
+    sb.shutdown().await;
+}

@@ -95,6 +95,37 @@ async fn hosts_stream_past_10000_and_groups() {
     assert!(linux_expected > 0);
     assert_eq!(linux.len(), linux_expected);
 
+    // The combined endpoint follows `next` past 10,000 too.
+    let combined: Vec<falcon_sdk::hosts::Device> = client
+        .hosts()
+        .combined()
+        .stream()
+        .try_collect()
+        .await
+        .expect("combined");
+    let ids_combined: BTreeSet<&str> = combined.iter().map(|d| d.device_id.as_str()).collect();
+    assert_eq!(combined.len(), FLEET);
+    assert_eq!(ids_combined.len(), FLEET);
+
+    // FQL escaping: a quote in a value is escaped, not a syntax error; a wildcard is evaluated.
+    let none = client
+        .hosts()
+        .query()
+        .filter(Fql::eq("hostname", "o'brien\\laptop").to_string())
+        .send()
+        .await
+        .expect("escaped filter");
+    assert!(none.items.is_empty());
+    let web_want = expected.values().filter(|h| h.starts_with("web-")).count();
+    let web: Vec<String> = client
+        .hosts()
+        .ids(Some(Fql::wildcard("hostname", "web-*").to_string()))
+        .try_collect()
+        .await
+        .expect("wildcard");
+    assert!(web_want > 0);
+    assert_eq!(web.len(), web_want);
+
     // Host groups: find by name, then its members, compared with the fleet's memberships.
     let groups = fleet["groups"].as_array().unwrap();
     assert!(!groups.is_empty());

@@ -322,3 +322,83 @@ async fn ioc_host_groups_and_expiration() {
     assert_eq!(scoped.items[0].host_groups, [group]);
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ioc_update_of_an_unknown_id_is_an_item_error() {
+    let sb = common::start(common::config(10, 10)).await;
+    let info = sb.info();
+    let client = common::falcon(info);
+    let report = client
+        .iocs()
+        .create(samples())
+        .send()
+        .await
+        .expect("create");
+    let id = report.written[0].id.clone();
+    let unknown = "0".repeat(64);
+    let mut a = IndicatorUpdate::new(&id);
+    a.tags = Some(vec!["kept".into()]);
+    let mut b = IndicatorUpdate::new(&unknown);
+    b.tags = Some(vec!["lost".into()]);
+    let report = client
+        .iocs()
+        .update(vec![a, b])
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(report.written.len(), 1, "{report:?}");
+    assert_eq!(report.written[0].id, id);
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].id.as_deref(), Some(unknown.as_str()));
+    let store = common::ioc_store(info).await;
+    let updated = store.iter().find(|i| i["id"] == id.as_str()).unwrap();
+    assert_eq!(updated["tags"], serde_json::json!(["kept"]));
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_of_a_differently_cased_value_is_matched_to_its_item() {
+    let sb = common::start(common::config(10, 10)).await;
+    let info = sb.info();
+    let client = common::falcon(info);
+    client
+        .iocs()
+        .create(samples())
+        .send()
+        .await
+        .expect("create");
+    // Falcon stores domains and hashes lower-case; a feed may send them in another case.
+    let again = vec![
+        NewIndicator::new(IocType::Domain, "EVIL.Example.COM", Action::Detect)
+            .severity(Severity::High)
+            .platforms([Platform::Windows])
+            .source(SOURCE),
+        NewIndicator::new(
+            IocType::Sha256,
+            "275A021BBFB6489E54D471899F7DB9D1663FC695EC2FE2A2C4538AABF651FD0F",
+            Action::Prevent,
+        )
+        .severity(Severity::Critical)
+        .platforms([Platform::Windows])
+        .source(SOURCE),
+        // The same IPv6 address written another way.
+        NewIndicator::new(IocType::Ipv6, "2001:DB8:0:0:0:0:0:7", Action::Detect)
+            .severity(Severity::Low)
+            .platforms([Platform::Windows])
+            .source(SOURCE),
+    ];
+    let report = client
+        .iocs()
+        .create(again)
+        .send()
+        .await
+        .expect("create again");
+    assert!(report.written.is_empty(), "{report:?}");
+    let mut idx: Vec<Option<usize>> = report.failed.iter().map(|f| f.index).collect();
+    idx.sort();
+    assert_eq!(idx, [Some(0), Some(1), Some(2)], "{:?}", report.failed);
+    assert_eq!(report.requests, 1, "an item was resent");
+    assert!(report.failed.iter().all(|f| f.is_duplicate()));
+    assert_eq!(common::ioc_store(info).await.len(), 5);
+    sb.shutdown().await;
+}

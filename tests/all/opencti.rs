@@ -332,9 +332,21 @@ async fn live_events_relabels_malformed_and_terminal_statuses() {
     // A score change: `update` with the patch.
     let created = common::post(format!("{base}/_sandbox/indicators"), json!({"score": 40})).await;
     let stix = s(&created["indicator"]["id"]).to_owned();
-    let ev = next_data(&mut events, &cursor).await.expect("create");
-    assert_eq!(ev.kind, EventKind::Create);
+    // Dependencies (author, markings) come first as `create`, with the indicator's event id.
+    let mut deps = Vec::new();
+    let ev = loop {
+        let ev = next_data(&mut events, &cursor).await.expect("create");
+        assert_eq!(ev.kind, EventKind::Create);
+        if ev.stix_id().is_some_and(|i| i.starts_with("indicator--")) {
+            break ev;
+        }
+        deps.push(ev);
+    };
     assert_eq!(ev.stix_id(), Some(stix.as_str()));
+    assert!(
+        deps.iter().all(|d| d.id == ev.id),
+        "dependency ids differ: {deps:?}"
+    );
     cursor.ack(&ev.id);
     let r = reqwest::Client::new()
         .patch(format!("{base}/_sandbox/indicators/{stix}"))

@@ -337,3 +337,55 @@ async fn queued_offline_command_runs_when_the_host_returns() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_session_reassembles_chunked_output() {
+    let mut config = common::config(10, 10);
+    // The status endpoint hands stdout out in chunks of 64 bytes (one per `sequence_id`).
+    config.falcon.stdout_chunk_bytes = 64;
+    let sb = common::start(config).await;
+    let info = sb.info();
+    let client = common::falcon(info);
+    let fleet = common::fleet(info).await;
+    let aid = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["platform_name"] == "Linux")
+        .map(|h| s(&h["device_id"]).to_owned())
+        .expect("a linux host");
+    let session = client
+        .rtr()
+        .session(&aid)
+        .poll_policy(falcon_sdk::rtr::PollPolicy::fixed(Duration::from_millis(
+            20,
+        )))
+        .open()
+        .await
+        .expect("session");
+    let lines: Vec<String> = (0..40)
+        .map(|n| format!("line {n:03} of the output"))
+        .collect();
+    let script: String = lines.iter().map(|l| format!("echo {l}\n")).collect();
+    let cmd = Runscript::raw(script).to_command_string().unwrap();
+    let out = session
+        .admin_command("runscript", cmd)
+        .run_and_wait(Duration::from_secs(20))
+        .await
+        .expect("runscript");
+    assert!(out.complete);
+    assert_eq!(out.stderr, "");
+    let want: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    assert!(want.len() > 64 * 10, "the output must span many chunks");
+    assert_eq!(out.stdout, want);
+    let rtr_status =
+        common::falcon_requests(info, "GET /real-time-response/entities/admin-command/v1").await;
+    assert!(
+        rtr_status as usize > want.len() / 64,
+        "{rtr_status} status requests"
+    );
+    session.close().await.expect("close");
+    let dump = common::get(format!("{}/_sandbox/rtr", info.falcon_url)).await;
+    assert_eq!(dump["live_sessions"], 0, "session not closed: {dump}");
+    sb.shutdown().await;
+}

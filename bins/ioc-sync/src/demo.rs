@@ -260,6 +260,40 @@ pub async fn bench(indicators: usize) -> anyhow::Result<()> {
         None => println!("connector peak RSS      unknown (no /proc/self/status)"),
     }
     println!("summary                 {summary}");
+    if actual != expected {
+        let v: serde_json::Value = http
+            .get(format!("{}/_sandbox/indicators", info.opencti_url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for k in expected.symmetric_difference(&actual).take(5) {
+            let value = k.split_once(':').map_or(k.as_str(), |(_, v)| v);
+            let holders: Vec<String> = v["indicators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| {
+                    i["pattern"]
+                        .as_str()
+                        .is_some_and(|p| p.to_lowercase().contains(value))
+                })
+                .map(|i| {
+                    format!(
+                        "{} valid_until={} revoked={}",
+                        i["id"], i["valid_until"], i["revoked"]
+                    )
+                })
+                .collect();
+            let side = if actual.contains(k) {
+                "unexpected"
+            } else {
+                "missing"
+            };
+            println!("  {side} {k}: indicators with this value: {holders:?}");
+        }
+    }
     sb.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

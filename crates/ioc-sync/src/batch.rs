@@ -1,9 +1,15 @@
 //! From stream events to IOC changes, coalescing per IOC, and the write plan against what Falcon holds.
 //!
 //! Pure and synchronous: [`changes_for_event`] turns one event into changes, [`Batch`] keeps the last
-//! change per IOC in stream order (last write wins), and [`plan`] compares the wanted state with the
+//! change per IOC and per indicator in stream order, and [`plan`] compares the wanted state with the
 //! owned IOCs found in Falcon and yields the creates, updates and deletes to send (nothing for an IOC
 //! already as wanted, so replays after a restart cost no writes).
+//!
+//! **Ownership:** several indicators may carry the same value, and Falcon holds one IOC per type and
+//! value. Each IOC records its owning indicators as owner tags (`opencti:<indicator id>`, see
+//! [`mapping::owner_tag`]); an upsert adds its indicator, a removal drops it, and the IOC is removed
+//! only when no owner remains. The owners live on the IOC itself, so no per-IOC state is kept between
+//! batches and the batch's bulk lookup is all the planning needs.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -81,6 +87,7 @@ fn labels(stix: &Value) -> Vec<String> {
         .map(|l| {
             l.iter()
                 .filter_map(Value::as_str)
+                .filter(|t| !mapping::is_owner_tag(t))
                 .map(str::to_string)
                 .collect()
         })
@@ -146,8 +153,8 @@ pub fn previous_version(stix: &Value, context: Option<&Value>) -> Option<Value> 
 ///   whose reverse patch shows a different previous pattern also removes the previous pattern's IOCs
 ///   that the new pattern no longer has;
 /// - delete: remove the IOCs;
-/// - merge: remove the IOCs of the merged-away indicators (`context.sources`) that the target does not
-///   have, then upsert the target's.
+/// - merge: remove the merged-away indicators' (`context.sources`) ownership of their IOCs, then upsert
+///   the target's (an IOC both carry stays, owned by the target).
 pub fn changes_for_event(
     action: EventAction,
     event_id: &str,
@@ -196,18 +203,18 @@ pub fn changes_for_event(
                 .and_then(|c| c.get("sources"))
                 .and_then(Value::as_array);
             for src in sources.into_iter().flatten() {
+                // The merged-away indicator no longer owns any IOC (the target's upsert below keeps
+                // the values they share, owned by the target).
                 let sm = mapping::map_indicator(src, opts, now);
                 for i in sm.iocs {
-                    if !current.contains(&i.key) {
-                        out.changes.push(Change {
-                            key: i.key,
-                            intent: Intent::Remove {
-                                labels: labels(src),
-                            },
-                            event_id: event_id.to_string(),
-                            indicator_id: sm.indicator_id.clone(),
-                        });
-                    }
+                    out.changes.push(Change {
+                        key: i.key,
+                        intent: Intent::Remove {
+                            labels: labels(src),
+                        },
+                        event_id: event_id.to_string(),
+                        indicator_id: sm.indicator_id.clone(),
+                    });
                 }
             }
         }
@@ -225,10 +232,38 @@ pub fn changes_for_event(
     out
 }
 
-/// A batch of changes, coalesced per IOC: the last change in stream order wins.
+/// The owner of a change: the indicator's STIX id when it has an owner tag (`None` = anonymous).
+fn owner(c: &Change) -> Option<&str> {
+    c.indicator_id
+        .as_deref()
+        .filter(|id| mapping::owner_tag(id).is_some())
+}
+
+/// The changes of one IOC in a batch: the last change of each owning indicator, in stream order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The IOC.
+    pub key: IocKey,
+    /// The last change per indicator (anonymous changes count as one indicator), oldest first.
+    pub changes: Vec<Change>,
+    seq: u64,
+}
+
+impl Pending {
+    fn push(&mut self, seq: u64, c: Change) {
+        let o = owner(&c).map(str::to_string);
+        self.changes.retain(|x| owner(x) != o.as_deref());
+        self.changes.push(c);
+        self.seq = seq;
+    }
+}
+
+/// A batch of changes, coalesced per IOC and per owning indicator: the last change of each indicator
+/// in stream order wins, and [`plan`] unions the owners (an upsert by B and a removal by A of the same
+/// IOC keep it, owned by B).
 #[derive(Debug, Default)]
 pub struct Batch {
-    changes: HashMap<IocKey, (u64, Change)>,
+    changes: HashMap<IocKey, Pending>,
     seq: u64,
     /// Stream events in this batch (data events and heartbeats).
     pub events: usize,
@@ -242,10 +277,18 @@ impl Batch {
         Batch::default()
     }
 
-    /// Adds a change; replaces an earlier change of the same IOC.
+    /// Adds a change; replaces an earlier change of the same IOC by the same indicator.
     pub fn push(&mut self, c: Change) {
         self.seq += 1;
-        self.changes.insert(c.key.clone(), (self.seq, c));
+        let seq = self.seq;
+        self.changes
+            .entry(c.key.clone())
+            .or_insert_with(|| Pending {
+                key: c.key.clone(),
+                changes: Vec::new(),
+                seq,
+            })
+            .push(seq, c);
     }
 
     /// Records an event id (the batch now covers the stream up to it).
@@ -264,11 +307,11 @@ impl Batch {
         self.changes.is_empty() && self.events == 0
     }
 
-    /// The coalesced changes, in stream order of their last write.
-    pub fn changes(&self) -> Vec<&Change> {
+    /// The coalesced changes per IOC, in stream order of each IOC's last change.
+    pub fn pending(&self) -> Vec<&Pending> {
         let mut v: Vec<_> = self.changes.values().collect();
-        v.sort_by_key(|(s, _)| *s);
-        v.into_iter().map(|(_, c)| c).collect()
+        v.sort_by_key(|p| p.seq);
+        v
     }
 }
 
@@ -304,8 +347,8 @@ pub struct IocUpdate {
     pub id: String,
     /// Type and value (for logs, metrics and dead letters; not sent).
     pub key: IocKey,
-    /// `action` and `mobile_action`.
-    pub action: IocAction,
+    /// `action` and `mobile_action` (`None` = leave as is: an owner-tags-only update).
+    pub action: Option<IocAction>,
     /// `severity` (`None` = leave as is).
     pub severity: Option<Severity>,
     /// `platforms` (`None` = leave as is).
@@ -361,72 +404,214 @@ pub fn is_up_to_date(want: &DesiredIoc, have: &ExistingIoc) -> bool {
         && have.applied_globally != Some(false)
 }
 
+/// Whether an IOC is soft deleted (`TO_DELETE` and `no_action`): it has no owners any more.
+pub fn is_withdrawn(have: &ExistingIoc) -> bool {
+    have.action.as_deref() == Some("no_action") && have.tags.iter().any(|t| t == TAG_TO_DELETE)
+}
+
+/// The owning indicators' STIX ids recorded on an IOC (its owner tags).
+pub fn owners_of(tags: &[String]) -> BTreeSet<String> {
+    tags.iter()
+        .filter_map(|t| mapping::tag_owner(t))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The tags of an IOC that are labels (neither owner tags nor `TO_DELETE`).
+pub fn labels_of(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .filter(|t| !mapping::is_owner_tag(t) && *t != TAG_TO_DELETE)
+        .cloned()
+        .collect()
+}
+
+/// Labels then owner tags, as written.
+fn with_owners(labels: Vec<String>, owners: &BTreeSet<String>) -> Vec<String> {
+    let mut tags = labels;
+    tags.extend(owners.iter().filter_map(|o| mapping::owner_tag(o)));
+    tags
+}
+
+/// The expiration of an IOC several indicators may own: the latest of the known owners' (the live
+/// upserts of the batch, and the IOC's own for owners only Falcon knows of); none when one of them has
+/// none. So a shared IOC does not expire while an owner still wants it (as far as the SDK allows: an
+/// expiration, once set, is never cleared, only moved later).
+fn shared_expiration(
+    pend: &Pending,
+    owners: &BTreeSet<String>,
+    anonymous: bool,
+    have: Option<&ExistingIoc>,
+) -> Option<String> {
+    let mut upserted = BTreeSet::new();
+    let mut candidates: Vec<Option<DateTime<Utc>>> = Vec::new();
+    let mut raw: Option<&str> = None;
+    for c in &pend.changes {
+        if let Intent::Upsert(d) = &c.intent
+            && owner(c).map_or(anonymous, |o| owners.contains(o))
+        {
+            if let Some(o) = owner(c) {
+                upserted.insert(o.to_string());
+            }
+            let t = d.expiration_time();
+            if t.is_some() && t == candidates.iter().flatten().copied().max().max(t) {
+                raw = d.expiration.as_deref();
+            }
+            candidates.push(t);
+        }
+    }
+    if let Some(h) = have.filter(|h| !is_withdrawn(h))
+        && owners.iter().any(|o| !upserted.contains(o))
+    {
+        candidates.push(h.expiration);
+    }
+    if candidates.iter().any(Option::is_none) {
+        return None;
+    }
+    let latest = candidates.into_iter().flatten().max()?;
+    match raw.and_then(mapping::parse_time) {
+        Some(t) if t == latest => raw.map(str::to_string),
+        _ => Some(latest.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    }
+}
+
 /// Compares the batch's wanted state with the owned IOCs found (`existing`, keyed by type and value).
+///
+/// Owners: the IOC's owner tags (none when it is absent or soft deleted) plus the indicators that upsert
+/// it in the batch, minus those that remove it. While an owner remains the IOC is written with the
+/// fields of the latest upsert by a remaining owner (or, with no such upsert, only its owner tags are
+/// updated); once none remains it is removed. An IOC with no owner tags (written by the Python
+/// connector) is adopted by the next indicator that writes it; a removal with no other owner removes it.
+/// An anonymous removal (an indicator without an id, or `reconcile`'s removal of an IOC no indicator
+/// wants) drops every owner.
 pub fn plan(
-    changes: &[&Change],
+    pending: &[&Pending],
     existing: &HashMap<IocKey, ExistingIoc>,
     permanent_delete: bool,
 ) -> Plan {
     let mut p = Plan::default();
-    for c in changes {
-        let r = ChangeRef {
+    for pend in pending {
+        let have = existing.get(&pend.key);
+        let mut owners = match have {
+            Some(h) if !is_withdrawn(h) => owners_of(&h.tags),
+            _ => BTreeSet::new(),
+        };
+        let mut anonymous = false;
+        for c in &pend.changes {
+            match (&c.intent, owner(c)) {
+                (Intent::Upsert(_), Some(o)) => {
+                    owners.insert(o.to_string());
+                }
+                (Intent::Remove { .. }, Some(o)) => {
+                    owners.remove(o);
+                }
+                (Intent::Upsert(_), None) => anonymous = true,
+                (Intent::Remove { .. }, None) => {
+                    owners.clear();
+                    anonymous = false;
+                }
+            }
+        }
+        let upsert = pend.changes.iter().rev().find_map(|c| match &c.intent {
+            Intent::Upsert(d) if owner(c).map_or(anonymous, |o| owners.contains(o)) => Some((d, c)),
+            _ => None,
+        });
+        let cref = |c: &Change| ChangeRef {
             event_id: c.event_id.clone(),
             indicator_id: c.indicator_id.clone(),
         };
-        match (&c.intent, existing.get(&c.key)) {
-            (Intent::Upsert(want), None) => p.creates.push((want.clone(), r)),
-            (Intent::Upsert(want), Some(have)) => {
-                if is_up_to_date(want, have) {
-                    p.unchanged += 1;
-                } else {
-                    p.updates.push((
-                        IocUpdate {
-                            id: have.id.clone(),
-                            key: c.key.clone(),
-                            action: want.action,
-                            severity: want.severity,
-                            platforms: want.platforms.clone(),
-                            tags: want.tags.clone().unwrap_or_default(),
-                            description: want.description.clone(),
-                            expiration: want.expiration.clone(),
-                            full: true,
-                            soft_delete: false,
-                        },
-                        r,
-                    ));
-                }
-            }
-            (Intent::Remove { .. }, None) => p.unchanged += 1,
-            (Intent::Remove { labels }, Some(have)) => {
-                if permanent_delete {
-                    p.deletes.push((have.id.clone(), c.key.clone(), r));
-                } else {
-                    let mut tags = labels.clone();
-                    if !tags.iter().any(|t| t == TAG_TO_DELETE) {
-                        tags.push(TAG_TO_DELETE.to_string());
+        let last = pend.changes.last().expect("a pending IOC has a change");
+        if !owners.is_empty() || anonymous {
+            match (upsert, have) {
+                (Some((d, c)), have) => {
+                    let mut want = d.clone();
+                    let tags = with_owners(labels_of(d.tags.as_deref().unwrap_or(&[])), &owners);
+                    want.tags = Some(tags).filter(|t| !t.is_empty());
+                    want.expiration = shared_expiration(pend, &owners, anonymous, have);
+                    match have {
+                        None => p.creates.push((want, cref(c))),
+                        Some(h) if is_up_to_date(&want, h) => p.unchanged += 1,
+                        Some(h) => p.updates.push((
+                            IocUpdate {
+                                id: h.id.clone(),
+                                key: pend.key.clone(),
+                                action: Some(want.action),
+                                severity: want.severity,
+                                platforms: want.platforms.clone(),
+                                tags: want.tags.clone().unwrap_or_default(),
+                                description: want.description.clone(),
+                                expiration: want.expiration.clone(),
+                                full: true,
+                                soft_delete: false,
+                            },
+                            cref(c),
+                        )),
                     }
-                    let done = have.action.as_deref() == Some("no_action")
-                        && have.tags.iter().any(|t| t == TAG_TO_DELETE);
-                    if done {
+                }
+                (None, Some(h)) => {
+                    // Another owner remains: only the owner tags change.
+                    let tags = with_owners(labels_of(&h.tags), &owners);
+                    if same_set(&tags, &h.tags) {
                         p.unchanged += 1;
                     } else {
                         p.updates.push((
                             IocUpdate {
-                                id: have.id.clone(),
-                                key: c.key.clone(),
-                                action: IocAction::NoAction,
+                                id: h.id.clone(),
+                                key: pend.key.clone(),
+                                action: None,
                                 severity: None,
                                 platforms: None,
                                 tags,
                                 description: None,
                                 expiration: None,
                                 full: false,
-                                soft_delete: true,
+                                soft_delete: false,
                             },
-                            r,
+                            cref(last),
                         ));
                     }
                 }
+                (None, None) => p.unchanged += 1,
+            }
+            continue;
+        }
+        let labels = pend
+            .changes
+            .iter()
+            .rev()
+            .find_map(|c| match &c.intent {
+                Intent::Remove { labels } => Some(labels.clone()),
+                Intent::Upsert(_) => None,
+            })
+            .unwrap_or_default();
+        match have {
+            None => p.unchanged += 1,
+            Some(h) if permanent_delete => {
+                p.deletes.push((h.id.clone(), pend.key.clone(), cref(last)))
+            }
+            Some(h) if is_withdrawn(h) => p.unchanged += 1,
+            Some(h) => {
+                let mut tags: Vec<String> = labels
+                    .into_iter()
+                    .filter(|t| !mapping::is_owner_tag(t))
+                    .collect();
+                if !tags.iter().any(|t| t == TAG_TO_DELETE) {
+                    tags.push(TAG_TO_DELETE.to_string());
+                }
+                p.updates.push((
+                    IocUpdate {
+                        id: h.id.clone(),
+                        key: pend.key.clone(),
+                        action: Some(IocAction::NoAction),
+                        severity: None,
+                        platforms: None,
+                        tags,
+                        description: None,
+                        expiration: None,
+                        full: false,
+                        soft_delete: true,
+                    },
+                    cref(last),
+                ));
             }
         }
     }
@@ -534,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_removes_the_merged_away_iocs_only() {
+    fn merge_moves_ownership_to_the_target() {
         let target = ind("indicator--t", "[domain-name:value = 'keep.example']");
         let ctx = json!({"sources": [ind("indicator--s1", "[domain-name:value = 'gone.example']"),
                                       ind("indicator--s2", "[domain-name:value = 'keep.example']")]});
@@ -548,13 +733,29 @@ mod tests {
             got,
             vec![
                 ("gone.example".to_string(), false),
+                ("keep.example".to_string(), false),
                 ("keep.example".to_string(), true)
             ]
+        );
+        let mut b = Batch::new();
+        out.changes.into_iter().for_each(|c| b.push(c));
+        let p = plan(&b.pending(), &HashMap::new(), true);
+        let created: Vec<_> = p
+            .creates
+            .iter()
+            .map(|(d, _)| (d.key.value.as_str(), d.tags.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            created,
+            vec![(
+                "keep.example",
+                vec!["l1".to_string(), "opencti:indicator--t".to_string()]
+            )]
         );
     }
 
     #[test]
-    fn last_write_wins_in_stream_order() {
+    fn last_write_per_indicator_wins_in_stream_order() {
         let mut b = Batch::new();
         let a = ind("indicator--a", "[domain-name:value = 'x.example']");
         for (i, action) in [
@@ -584,11 +785,12 @@ mod tests {
         for c in run(EventAction::Create, &y, None).changes {
             b.push(c);
         }
-        let cs = b.changes();
-        assert_eq!(cs.len(), 2);
-        assert_eq!(cs[0].key.value, "x.example");
-        assert!(matches!(cs[0].intent, Intent::Remove { .. }));
-        assert_eq!(cs[0].event_id, "3-0");
+        let ps = b.pending();
+        assert_eq!(ps.len(), 2);
+        assert_eq!(ps[0].key.value, "x.example");
+        assert_eq!(ps[0].changes.len(), 1, "one change per indicator");
+        assert!(matches!(ps[0].changes[0].intent, Intent::Remove { .. }));
+        assert_eq!(ps[0].changes[0].event_id, "3-0");
         assert_eq!(b.last_event_id.as_deref(), Some("3-0"));
         assert_eq!(b.events, 4);
     }
@@ -608,62 +810,237 @@ mod tests {
         }
     }
 
-    #[test]
-    fn plan_creates_updates_and_skips_up_to_date() {
+    /// A batch of the given events (each `(action, indicator id)` on the same domain `v`).
+    fn batch_of(v: &str, events: &[(EventAction, &str)]) -> Batch {
+        let mut b = Batch::new();
+        for (i, (action, id)) in events.iter().enumerate() {
+            let stix = ind(id, &format!("[domain-name:value = '{v}']"));
+            for c in changes_for_event(
+                *action,
+                &format!("{i}-0"),
+                &stix,
+                None,
+                &MappingOptions::default(),
+                now(),
+            )
+            .changes
+            {
+                b.push(c);
+            }
+            b.cover(&format!("{i}-0"));
+        }
+        b
+    }
+
+    fn want(v: &str, id: &str) -> (IocKey, DesiredIoc) {
         let out = run(
             EventAction::Create,
-            &ind("indicator--a", "[domain-name:value = 'a.example']"),
+            &ind(id, &format!("[domain-name:value = '{v}']")),
             None,
         );
-        let c = &out.changes[0];
-        let Intent::Upsert(want) = &c.intent else {
+        let Intent::Upsert(w) = &out.changes[0].intent else {
             panic!("upsert expected")
         };
-        let none = HashMap::new();
-        let p = plan(&[c], &none, false);
+        (out.changes[0].key.clone(), w.clone())
+    }
+
+    #[test]
+    fn plan_creates_updates_and_skips_up_to_date() {
+        let b = batch_of("a.example", &[(EventAction::Create, "indicator--a")]);
+        let (k, w) = want("a.example", "indicator--a");
+        let p = plan(&b.pending(), &HashMap::new(), false);
         assert_eq!(p.creates.len(), 1);
+        assert_eq!(
+            p.creates[0].0.tags,
+            Some(vec!["l1".to_string(), "opencti:indicator--a".to_string()]),
+            "labels then the owner tag"
+        );
         let mut have = HashMap::new();
-        have.insert(c.key.clone(), existing(&c.key, want));
-        let p = plan(&[c], &have, false);
+        have.insert(k.clone(), existing(&k, &w));
+        let p = plan(&b.pending(), &have, false);
         assert_eq!((p.creates.len(), p.updates.len(), p.unchanged), (0, 0, 1));
-        have.get_mut(&c.key).unwrap().tags = vec!["l1".into(), "TO_DELETE".into()];
-        have.get_mut(&c.key).unwrap().action = Some("no_action".into());
-        let p = plan(&[c], &have, false);
+        have.get_mut(&k).unwrap().tags = vec!["l1".into(), "TO_DELETE".into()];
+        have.get_mut(&k).unwrap().action = Some("no_action".into());
+        let p = plan(&b.pending(), &have, false);
         assert_eq!(p.updates.len(), 1);
         assert_eq!(
             p.updates[0].0.tags,
-            vec!["l1".to_string()],
+            vec!["l1".to_string(), "opencti:indicator--a".to_string()],
             "re-creating drops TO_DELETE"
         );
-        assert_eq!(p.updates[0].0.action, IocAction::Detect);
+        assert_eq!(p.updates[0].0.action, Some(IocAction::Detect));
     }
 
     #[test]
     fn plan_removals_soft_and_permanent() {
-        let out = run(
-            EventAction::Delete,
-            &ind("indicator--a", "[domain-name:value = 'a.example']"),
-            None,
-        );
-        let c = &out.changes[0];
+        let b = batch_of("a.example", &[(EventAction::Delete, "indicator--a")]);
+        let (k, w) = want("a.example", "indicator--a");
         let mut have = HashMap::new();
-        let want = run(
-            EventAction::Create,
-            &ind("indicator--a", "[domain-name:value = 'a.example']"),
-            None,
-        );
-        let Intent::Upsert(w) = &want.changes[0].intent else {
-            panic!("upsert expected")
-        };
-        have.insert(c.key.clone(), existing(&c.key, w));
-        let p = plan(&[c], &have, true);
+        have.insert(k.clone(), existing(&k, &w));
+        let p = plan(&b.pending(), &have, true);
         assert_eq!(p.deletes.len(), 1);
-        let p = plan(&[c], &have, false);
+        let p = plan(&b.pending(), &have, false);
         let u = &p.updates[0].0;
         assert!(u.soft_delete);
-        assert_eq!(u.action, IocAction::NoAction);
-        assert_eq!(u.tags, vec!["l1".to_string(), "TO_DELETE".to_string()]);
-        let p = plan(&[c], &HashMap::new(), false);
+        assert_eq!(u.action, Some(IocAction::NoAction));
+        assert_eq!(
+            u.tags,
+            vec!["l1".to_string(), "TO_DELETE".to_string()],
+            "a soft-deleted IOC has no owner left"
+        );
+        let p = plan(&b.pending(), &HashMap::new(), false);
         assert_eq!(p.unchanged, 1, "removing an absent IOC is a no-op");
+    }
+
+    #[test]
+    fn removal_by_one_owner_keeps_the_ioc_of_another() {
+        // The IOC is owned by A and B; A is deleted.
+        let (k, w) = want("shared.example", "indicator--a");
+        let mut have = HashMap::new();
+        let mut both = existing(&k, &w);
+        both.tags = vec![
+            "l1".into(),
+            "opencti:indicator--a".into(),
+            "opencti:indicator--b".into(),
+        ];
+        have.insert(k.clone(), both);
+        let b = batch_of("shared.example", &[(EventAction::Delete, "indicator--a")]);
+        for permanent in [false, true] {
+            let p = plan(&b.pending(), &have, permanent);
+            assert!(p.deletes.is_empty() && p.creates.is_empty());
+            assert_eq!(p.updates.len(), 1);
+            let u = &p.updates[0].0;
+            assert!(!u.soft_delete && !u.full);
+            assert_eq!(u.action, None, "the action is left as is");
+            assert_eq!(
+                u.tags,
+                vec!["l1".to_string(), "opencti:indicator--b".to_string()]
+            );
+        }
+        // Then B is deleted: no owner remains.
+        have.get_mut(&k).unwrap().tags = vec!["l1".into(), "opencti:indicator--b".into()];
+        let b = batch_of("shared.example", &[(EventAction::Delete, "indicator--b")]);
+        let p = plan(&b.pending(), &have, true);
+        assert_eq!(p.deletes.len(), 1);
+        let p = plan(&b.pending(), &have, false);
+        assert!(p.updates[0].0.soft_delete);
+    }
+
+    #[test]
+    fn upsert_by_b_and_removal_by_a_in_one_batch_keep_the_ioc_owned_by_b() {
+        let (k, w) = want("shared.example", "indicator--a");
+        for order in [
+            [
+                (EventAction::Create, "indicator--b"),
+                (EventAction::Delete, "indicator--a"),
+            ],
+            [
+                (EventAction::Delete, "indicator--a"),
+                (EventAction::Create, "indicator--b"),
+            ],
+        ] {
+            let b = batch_of("shared.example", &order);
+            // Falcon holds the IOC owned by A.
+            let mut have = HashMap::new();
+            have.insert(k.clone(), existing(&k, &w));
+            let p = plan(&b.pending(), &have, true);
+            assert!(p.deletes.is_empty(), "{order:?}");
+            assert_eq!(
+                p.updates[0].0.tags,
+                vec!["l1".to_string(), "opencti:indicator--b".to_string()],
+                "{order:?}"
+            );
+            // Nothing in Falcon yet: created, owned by B.
+            let p = plan(&b.pending(), &HashMap::new(), true);
+            assert_eq!(
+                p.creates[0].0.tags,
+                Some(vec!["l1".to_string(), "opencti:indicator--b".to_string()])
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_owner_is_added_and_legacy_iocs_are_adopted() {
+        let (k, w) = want("shared.example", "indicator--a");
+        let mut have = HashMap::new();
+        have.insert(k.clone(), existing(&k, &w));
+        let b = batch_of("shared.example", &[(EventAction::Create, "indicator--b")]);
+        let p = plan(&b.pending(), &have, false);
+        let tags: BTreeSet<_> = p.updates[0].0.tags.iter().cloned().collect();
+        assert_eq!(
+            tags,
+            ["l1", "opencti:indicator--a", "opencti:indicator--b"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+        // The Python connector's IOC has no owner tags: the next writer owns it ...
+        have.get_mut(&k).unwrap().tags = vec!["l1".into()];
+        let p = plan(&b.pending(), &have, false);
+        assert_eq!(
+            p.updates[0].0.tags,
+            vec!["l1".to_string(), "opencti:indicator--b".to_string()]
+        );
+        // ... and a removal with no owner recorded removes it.
+        let d = batch_of("shared.example", &[(EventAction::Delete, "indicator--a")]);
+        assert_eq!(plan(&d.pending(), &have, true).deletes.len(), 1);
+    }
+
+    #[test]
+    fn a_shared_ioc_keeps_the_latest_expiration() {
+        let stix = |id: &str, until: Option<&str>| {
+            let mut v = ind(id, "[domain-name:value = 'shared.example']");
+            if let Some(u) = until {
+                v["valid_until"] = json!(u);
+            }
+            v
+        };
+        let batch = |items: &[Value]| {
+            let mut b = Batch::new();
+            for s in items {
+                run(EventAction::Create, s, None)
+                    .changes
+                    .into_iter()
+                    .for_each(|c| b.push(c));
+            }
+            b
+        };
+        // One batch, A expiring and B not: the IOC does not expire.
+        let b = batch(&[
+            stix("indicator--a", Some("2027-01-01T00:00:00.000Z")),
+            stix("indicator--b", None),
+        ]);
+        let p = plan(&b.pending(), &HashMap::new(), false);
+        assert_eq!(p.creates[0].0.expiration, None);
+        // One batch, both expiring: the later one.
+        let b = batch(&[
+            stix("indicator--a", Some("2027-01-01T00:00:00.000Z")),
+            stix("indicator--b", Some("2026-06-01T00:00:00.000Z")),
+        ]);
+        let p = plan(&b.pending(), &HashMap::new(), false);
+        assert_eq!(
+            p.creates[0].0.expiration.as_deref(),
+            Some("2027-01-01T00:00:00.000Z")
+        );
+        // Falcon holds A's IOC expiring in 2027; B, expiring earlier, joins: 2027 stays.
+        let a = batch(&[stix("indicator--a", Some("2027-01-01T00:00:00.000Z"))]);
+        let Intent::Upsert(w) = &a.pending()[0].changes[0].intent else {
+            panic!("upsert expected")
+        };
+        let k = a.pending()[0].key.clone();
+        let mut have = HashMap::new();
+        let mut h = existing(&k, w);
+        h.tags = vec!["l1".into(), "opencti:indicator--a".into()];
+        have.insert(k.clone(), h);
+        let b = batch(&[stix("indicator--b", Some("2026-06-01T00:00:00.000Z"))]);
+        let p = plan(&b.pending(), &have, false);
+        assert_eq!(
+            p.updates[0]
+                .0
+                .expiration
+                .as_deref()
+                .and_then(mapping::parse_time),
+            mapping::parse_time("2027-01-01T00:00:00Z")
+        );
     }
 }

@@ -562,17 +562,17 @@ impl<S: IocStore> Engine<S> {
 
     /// One attempt at writing a batch.
     async fn write_batch(&self, batch: &Batch, dead: &mut HashSet<IocKey>) -> Result<(), Error> {
-        let changes: Vec<_> = batch
-            .changes()
+        let pending: Vec<_> = batch
+            .pending()
             .into_iter()
-            .filter(|c| !dead.contains(&c.key))
+            .filter(|p| !dead.contains(&p.key))
             .collect();
-        if changes.is_empty() {
+        if pending.is_empty() {
             return Ok(());
         }
-        let keys: Vec<IocKey> = changes.iter().map(|c| c.key.clone()).collect();
+        let keys: Vec<IocKey> = pending.iter().map(|p| p.key.clone()).collect();
         let existing = self.lookup_all(&keys).await?;
-        let plan = batch::plan(&changes, &existing, self.opts.permanent_delete);
+        let plan = batch::plan(&pending, &existing, self.opts.permanent_delete);
         self.execute(plan, dead).await
     }
 

@@ -136,8 +136,8 @@ pub fn new_indicator(d: &DesiredIoc) -> NewIndicator {
 
 fn update_item(u: &IocUpdate) -> IndicatorUpdate {
     let mut x = IndicatorUpdate::new(u.id.clone());
-    x.action = Some(action(u.action));
-    x.mobile_action = Some(action(u.action));
+    x.action = u.action.map(action);
+    x.mobile_action = u.action.map(action);
     x.tags = Some(u.tags.clone());
     if u.full {
         x.severity = u.severity.map(severity);

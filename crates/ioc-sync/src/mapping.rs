@@ -6,7 +6,8 @@
 //!
 //! Field values follow the Python connector exactly (so IOCs it wrote are adopted): `source`
 //! `"OpenCTI IOC"`, `applied_globally` true, `mobile_action` = `action`, severity bands from the score,
-//! platforms from `x_mitre_platforms`, `tags` from labels, `expiration` = `valid_until`. Unlike the Python
+//! platforms from `x_mitre_platforms`, `tags` from labels plus the indicator's owner tag
+//! (`opencti:<indicator id>`, see [`owner_tag`]), `expiration` = `valid_until`. Unlike the Python
 //! connector, values are normalised (lower-case hex and domains, canonical IP text), every hash of a
 //! multi-hash pattern is kept, MD5 is recognised in every spelling, and an expired or revoked indicator
 //! is withdrawn instead of written.
@@ -29,6 +30,28 @@ pub const COMMENT_IMPORT: &str = "IOC imported from OpenCTI";
 pub const COMMENT_WITHDRAW: &str = "IOC withdrawn from OpenCTI";
 /// Tag added by a soft delete.
 pub const TAG_TO_DELETE: &str = "TO_DELETE";
+/// Prefix of an owner tag: `opencti:<indicator STIX id>` records that this indicator wants the IOC.
+/// An IOC exists while at least one live indicator owns it (several indicators may share one value).
+pub const OWNER_TAG_PREFIX: &str = "opencti:";
+
+/// The owner tag of an indicator (`opencti:indicator--<uuid>`); `None` for an id that is not an
+/// indicator STIX id.
+pub fn owner_tag(indicator_id: &str) -> Option<String> {
+    indicator_id
+        .starts_with("indicator--")
+        .then(|| format!("{OWNER_TAG_PREFIX}{indicator_id}"))
+}
+
+/// The indicator STIX id an owner tag names, if `tag` is one.
+pub fn tag_owner(tag: &str) -> Option<&str> {
+    tag.strip_prefix(OWNER_TAG_PREFIX)
+        .filter(|id| id.starts_with("indicator--"))
+}
+
+/// Whether `tag` is an owner tag (rather than a label or `TO_DELETE`).
+pub fn is_owner_tag(tag: &str) -> bool {
+    tag_owner(tag).is_some()
+}
 
 /// OpenCTI's STIX extension holding `score`, `detection`, `main_observable_type`.
 pub const OPENCTI_EXTENSION: &str = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
@@ -411,16 +434,23 @@ pub(crate) fn map_indicator_with(
         .get("valid_until")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let tags = stix
+    // Labels become tags, then the indicator's owner tag. A label that looks like an owner tag is
+    // dropped so that labels and owners never mix.
+    let mut tags: Vec<String> = stix
         .get("labels")
         .and_then(Value::as_array)
         .map(|l| {
             l.iter()
                 .filter_map(Value::as_str)
+                .filter(|t| !is_owner_tag(t))
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
-        .filter(|l| !l.is_empty());
+        .unwrap_or_default();
+    if let Some(t) = out.indicator_id.as_deref().and_then(owner_tag) {
+        tags.push(t);
+    }
+    let tags = Some(tags).filter(|l| !l.is_empty());
 
     let mut seen = BTreeSet::new();
     for c in comparisons {
@@ -732,8 +762,31 @@ pub(crate) mod tests {
             body,
             json!({"action": "detect", "mobile_action": "detect", "type": "ipv4", "value": "1.2.3.4",
                    "severity": "medium", "applied_globally": true, "source": "OpenCTI IOC", "description": "bad",
-                   "expiration": "2027-04-29T12:33:20.098Z", "tags": ["threat lead"], "platforms": ["windows", "linux"]})
+                   "expiration": "2027-04-29T12:33:20.098Z", "tags": ["threat lead", "opencti:indicator--1"], "platforms": ["windows", "linux"]})
         );
+    }
+
+    #[test]
+    fn owner_tag_follows_the_labels_and_labels_never_pose_as_owners() {
+        let stix = json!({
+            "id": "indicator--9", "type": "indicator", "pattern_type": "stix", "pattern": "x",
+            "labels": ["c2", "opencti:indicator--forged", "opencti:note"]
+        });
+        let m = one(vec![cmp("domain-name", &["value"], "a.b")], stix);
+        assert_eq!(
+            m.iocs[0].tags,
+            Some(vec![
+                "c2".to_string(),
+                "opencti:note".to_string(),
+                "opencti:indicator--9".to_string()
+            ])
+        );
+        assert_eq!(tag_owner("opencti:indicator--9"), Some("indicator--9"));
+        assert_eq!(tag_owner("opencti:note"), None);
+        assert_eq!(owner_tag("identity--1"), None);
+        let anonymous = json!({"type": "indicator", "pattern_type": "stix", "pattern": "x"});
+        let m = one(vec![cmp("domain-name", &["value"], "a.b")], anonymous);
+        assert_eq!(m.iocs[0].tags, None, "no id, no owner tag");
     }
 
     #[test]

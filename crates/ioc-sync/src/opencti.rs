@@ -278,10 +278,25 @@ pub fn indicator_to_stix(n: &IndicatorNode) -> Value {
     v
 }
 
+/// The filter that leaves out inferred indicators, wrapping the stream's own filters.
+pub fn without_inferred(stream_filters: Option<Value>) -> Value {
+    json!({
+        "mode": "and",
+        "filters": [{"key": ["is_inferred"], "values": ["false"], "operator": "eq", "mode": "or"}],
+        "filterGroups": stream_filters.into_iter().collect::<Vec<_>>(),
+    })
+}
+
 /// Every indicator matching the live stream's filters, as STIX objects.
+///
+/// The GraphQL list also returns indicators the rule engine inferred, which the live stream carries
+/// only with `with-inferences`: without it they are filtered out (`is_inferred = false`). Should the
+/// platform refuse that filter key, the list is read without it (logged): inferred indicators are then
+/// reconciled too.
 pub async fn stream_indicators(
     client: &OpenCtiClient,
     stream_id: &str,
+    with_inferences: bool,
 ) -> Result<Vec<Value>, Error> {
     let filters = if stream_id == "live" || stream_id == "raw" {
         None
@@ -292,6 +307,23 @@ pub async fn stream_indicators(
             .map_err(|e| octi("stream collection", e))?
             .filters_json()
     };
+    if !with_inferences {
+        match list_indicators(client, Some(without_inferred(filters.clone()))).await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => warn!(
+                reason = %format!("{e:#}"),
+                "the platform refused the is_inferred filter; inferred indicators are included"
+            ),
+        }
+    }
+    list_indicators(client, filters).await
+}
+
+async fn list_indicators(
+    client: &OpenCtiClient,
+    filters: Option<Value>,
+) -> Result<Vec<Value>, Error> {
     let query = match filters {
         Some(f) => client.indicators().filters(f),
         None => client.indicators().query(),

@@ -1,19 +1,19 @@
 //! The connector's operations, wired to the real clients: [`run`], [`reconcile`], [`check`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 
 use futures::TryStreamExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::batch::{self, Change, Intent};
+use crate::batch::{self, Batch, Change, Intent};
 use crate::config::Config;
 use crate::deadletter::DeadLetterFile;
 use crate::engine::{Engine, EngineOptions, RunEnd, Summary};
 use crate::error::Error;
 use crate::falcon::FalconStore;
-use crate::mapping::{self, IocKey, MappingOptions, TAG_TO_DELETE};
+use crate::mapping::{self, IocKey, MappingOptions};
 use crate::opencti::{self, OpenCtiPinger, OpenCtiSource};
 use crate::state::StateFile;
 
@@ -87,7 +87,12 @@ pub struct ReconcileSummary {
 pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummary, Error> {
     let store = FalconStore::new(crate::falcon::client(config)?);
     let octi = opencti::client(config)?;
-    let indicators = opencti::stream_indicators(&octi, &config.connector.live_stream_id).await?;
+    let indicators = opencti::stream_indicators(
+        &octi,
+        &config.connector.live_stream_id,
+        config.connector.with_inferences,
+    )
+    .await?;
     let owned: HashMap<IocKey, batch::ExistingIoc> = store
         .list_owned()
         .map_ok(|e| (e.key.clone(), e))
@@ -95,45 +100,57 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummar
         .await?;
     let mopts = MappingOptions::from_config(config);
     let now = chrono::Utc::now();
-    let mut wanted: HashMap<IocKey, Change> = HashMap::new();
+    // Every live indicator upserts its IOCs (owners are unioned); then each owned IOC's owner tags
+    // that no live indicator backs are removed, and an owned IOC no indicator wants is removed
+    // outright (anonymous removal: also IOCs without owner tags, e.g. the Python connector's).
+    let mut batch = Batch::new();
+    let mut wanted: HashMap<IocKey, BTreeSet<String>> = HashMap::new();
     for stix in &indicators {
         let m = mapping::map_indicator(stix, &mopts, now);
         if m.withdrawn.is_some() {
             continue;
         }
         for i in m.iocs {
-            wanted.insert(
-                i.key.clone(),
-                Change {
-                    key: i.key.clone(),
-                    intent: Intent::Upsert(i),
-                    event_id: "reconcile".into(),
-                    indicator_id: m.indicator_id.clone(),
-                },
-            );
-        }
-    }
-    let n_wanted = wanted.len();
-    let mut changes: Vec<Change> = wanted.into_values().collect();
-    for (k, e) in &owned {
-        if !changes.iter().any(|c| &c.key == k) {
-            let labels = e
-                .tags
-                .iter()
-                .filter(|t| *t != TAG_TO_DELETE)
-                .cloned()
-                .collect();
-            changes.push(Change {
-                key: k.clone(),
-                intent: Intent::Remove { labels },
+            let owners = wanted.entry(i.key.clone()).or_default();
+            if let Some(id) = &m.indicator_id {
+                owners.insert(id.clone());
+            }
+            batch.push(Change {
+                key: i.key.clone(),
+                intent: Intent::Upsert(i),
                 event_id: "reconcile".into(),
-                indicator_id: None,
+                indicator_id: m.indicator_id.clone(),
             });
         }
     }
-    changes.sort_by(|a, b| a.key.cmp(&b.key));
-    let refs: Vec<&Change> = changes.iter().collect();
-    let plan = batch::plan(&refs, &owned, config.crowdstrike.permanent_delete);
+    let n_wanted = wanted.len();
+    let mut owned_keys: Vec<&IocKey> = owned.keys().collect();
+    owned_keys.sort();
+    for k in owned_keys {
+        let e = &owned[k];
+        let labels = batch::labels_of(&e.tags);
+        let remove = |indicator_id: Option<String>| Change {
+            key: k.clone(),
+            intent: Intent::Remove {
+                labels: labels.clone(),
+            },
+            event_id: "reconcile".into(),
+            indicator_id,
+        };
+        match wanted.get(k) {
+            None => batch.push(remove(None)),
+            Some(live) => {
+                for stale in batch::owners_of(&e.tags).difference(live) {
+                    batch.push(remove(Some(stale.clone())));
+                }
+            }
+        }
+    }
+    let plan = batch::plan(
+        &batch.pending(),
+        &owned,
+        config.crowdstrike.permanent_delete,
+    );
     let mut opts = EngineOptions::from_config(config);
     opts.dry_run = dry_run;
     let engine = Engine::new(

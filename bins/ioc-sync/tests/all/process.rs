@@ -383,6 +383,11 @@ async fn map_prints_iocs_and_skip_reasons() {
         ]
     );
     assert_eq!(lines[0]["iocs"][0]["severity"], "critical");
+    assert_eq!(
+        lines[0]["iocs"][0]["tags"],
+        serde_json::json!(["opencti:indicator--a"]),
+        "the owner tag it would carry"
+    );
     assert_eq!(lines[0]["skipped"][0]["reason"], "unsupported_hash");
     assert_eq!(lines[1]["skipped"][0]["reason"], "unsupported_type");
 }

@@ -7,3 +7,4 @@ mod no_panic;
 mod observables;
 mod printing;
 mod strict;
+mod stix_check;
