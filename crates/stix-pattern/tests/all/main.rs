@@ -6,5 +6,5 @@ mod matcher;
 mod no_panic;
 mod observables;
 mod printing;
-mod strict;
 mod stix_check;
+mod strict;

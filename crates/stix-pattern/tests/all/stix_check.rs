@@ -35,7 +35,10 @@ fn run(args: &[&str], input: &str) -> (String, bool) {
         .write_all(input.as_bytes())
         .expect("write stdin");
     let out = child.wait_with_output().expect("stix_check ends");
-    (String::from_utf8(out.stdout).expect("utf-8"), out.status.success())
+    (
+        String::from_utf8(out.stdout).expect("utf-8"),
+        out.status.success(),
+    )
 }
 
 #[test]
@@ -52,7 +55,11 @@ fn one_json_line_per_pattern_with_error_columns() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(lines[0], serde_json::json!({"valid": true}));
     assert_eq!(lines[1]["valid"], false);
-    assert!(lines[1]["error"].as_str().unwrap().contains(']'), "{}", lines[1]);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains(']'),
+        "{}",
+        lines[1]
+    );
     assert!(lines[1]["column"].as_u64().is_some());
     assert_eq!(lines[2], serde_json::json!({"valid": true}));
 }
