@@ -157,17 +157,21 @@ pub async fn demo(indicators: usize) -> anyhow::Result<()> {
     let actual = falcon_iocs(&http, &info).await?;
     let (_, ioc_requests) = falcon_requests(&http, &info).await?;
     println!();
-    println!("  stream events read      {}", summary.events);
-    println!("  indicator events        {}", summary.data_events);
-    println!("  IOCs created            {}", summary.created);
-    println!("  IOCs updated            {}", summary.updated);
-    println!("  no write needed         {}", summary.unchanged);
-    println!("  dead letters            {}", summary.dead_letters);
+    println!("  stream events read              {}", summary.events);
+    println!("  indicator events                {}", summary.data_events);
+    println!("  IOCs created                    {}", summary.created);
+    println!("  IOCs updated                    {}", summary.updated);
+    println!("  no write needed                 {}", summary.unchanged);
+    println!("  dead letters                    {}", summary.dead_letters);
     for (reason, n) in &summary.skipped {
-        println!("  skipped ({reason:<22}) {n}");
+        let label = format!("skipped: {reason}");
+        println!("  {label:<32}{n}");
     }
-    println!("  Falcon IOC requests     {ioc_requests}");
-    println!("  elapsed                 {:.1} s", elapsed.as_secs_f64());
+    println!("  Falcon IOC requests             {ioc_requests}");
+    println!(
+        "  elapsed                         {:.1} s",
+        elapsed.as_secs_f64()
+    );
     println!();
     let missing = expected.difference(&actual).count();
     let extra = actual.difference(&expected).count();
