@@ -158,7 +158,7 @@ pub struct RunOptions {
     /// Time between RTR session refreshes.
     #[arg(long, value_parser = parse_duration, default_value = "3m")]
     pub refresh_interval: Duration,
-    /// Request timeout of batch RTR calls (runscript -Timeout is 2 s less; at most 10m).
+    /// Request timeout of batch RTR calls (runscript -Timeout is 2 s less; at most 5m).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub rtr_timeout: Duration,
     /// Hosts not launched within this time from the start (offline, or waiting for a slot) end timed_out.
@@ -278,7 +278,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long a duration"))
 }
 
 fn parse_mode(s: &str) -> Result<CollectionMode, String> {
@@ -309,6 +309,9 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("x").is_err());
+        // beyond `Duration`: an error, not a panic
+        assert!(parse_duration("99999999999999999999999999s").is_err());
+        assert!(parse_duration("9999999999999999999999d").is_err());
     }
 
     #[test]

@@ -268,11 +268,13 @@ fn settings(o: &RunOptions, a: &CollectorArgs) -> anyhow::Result<RunSettings> {
         refresh_interval: o.refresh_interval,
         rtr_timeout: o.rtr_timeout.clamp(
             std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(600),
+            falcon_sdk::rtr::limits::MAX_REQUEST_TIMEOUT,
         ),
         deadline: Some(
-            chrono::Utc::now()
-                + chrono::Duration::from_std(o.deadline).context("--deadline too large")?,
+            chrono::Duration::from_std(o.deadline)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                .context("--deadline too large")?,
         ),
         collection_timeout: o.collection_timeout,
         verify_project: if a.verify_capture {
@@ -329,7 +331,11 @@ async fn run_command<A: FalconApi>(
         );
     };
     if args.dry_run {
-        let script_timeout = args.options.rtr_timeout.as_secs().saturating_sub(2).max(1);
+        let rtr_timeout = args.options.rtr_timeout.clamp(
+            std::time::Duration::from_secs(5),
+            falcon_sdk::rtr::limits::MAX_REQUEST_TIMEOUT,
+        );
+        let script_timeout = rtr_timeout.as_secs().saturating_sub(2).max(1);
         print!(
             "{}",
             output::dry_run(&job, &resolved, &set, script_timeout, out)?
@@ -537,4 +543,36 @@ async fn preflight_command(api: &SdkApi, out: Output) -> anyhow::Result<i32> {
     } else {
         exit_codes::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_settings(args: &[&str]) -> anyhow::Result<RunSettings> {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not a run command")
+        };
+        settings(&r.options, &r.collector)
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_calendar_is_an_error_not_a_panic() {
+        let ok = run_settings(&["falcon-triage", "run", "--all", "--deadline", "2h"]).unwrap();
+        assert!(ok.deadline.is_some());
+        // fits in chrono's TimeDelta, not in its DateTime range
+        let e = run_settings(&["falcon-triage", "run", "--all", "--deadline", "100000000d"])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("--deadline too large"), "{e:#}");
+    }
+
+    #[test]
+    fn rtr_timeout_is_clamped_to_the_api_maximum() {
+        // the SDK refuses an RTR request timeout above 5 minutes: a larger flag must not fail every call
+        let s = run_settings(&["falcon-triage", "run", "--all", "--rtr-timeout", "8m"]).unwrap();
+        assert_eq!(s.rtr_timeout, falcon_sdk::rtr::limits::MAX_REQUEST_TIMEOUT);
+        let s = run_settings(&["falcon-triage", "run", "--all", "--rtr-timeout", "1m"]).unwrap();
+        assert_eq!(s.rtr_timeout, std::time::Duration::from_secs(60));
+    }
 }

@@ -17,6 +17,9 @@ use crate::config::{Cloud, Region};
 use crate::envelope::Envelope;
 use crate::error::{ApiErrorDetail, DecodeDetail, Error, Result};
 
+/// Longest token lifetime we trust (Falcon issues 30-minute tokens); a larger `expires_in` is capped.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// A cached bearer token.
 pub(crate) struct CachedToken {
     pub(crate) secret: SecretString,
@@ -257,7 +260,11 @@ async fn fetch_token(inner: &Inner) -> Result<(Arc<CachedToken>, HeaderMap)> {
     match result {
         Ok(tok) => {
             let headers = captured.map(|c| c.headers).unwrap_or_default();
-            let lifetime = tok.expires_in().unwrap_or(Duration::from_secs(1799));
+            // `expires_in` comes from the wire: cap it so that `now + lifetime` cannot overflow.
+            let lifetime = tok
+                .expires_in()
+                .unwrap_or(Duration::from_secs(1799))
+                .min(MAX_TOKEN_LIFETIME);
             let buffer = inner.settings.token_refresh_buffer.min(lifetime / 2);
             let generation = inner.auth.generation.fetch_add(1, Ordering::SeqCst) + 1;
             inner.auth.fetches.fetch_add(1, Ordering::Relaxed);

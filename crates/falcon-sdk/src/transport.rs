@@ -269,7 +269,8 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<SystemTime> {
         return None;
     }
     let secs = if v > 1e11 { v / 1000.0 } else { v };
-    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    // A wire value beyond what `Duration`/`SystemTime` hold is ignored, not a panic.
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?)
 }
 
 /// How long to wait after a 429: until the server's epoch hint (at least 1 s, at most `max`), else the
@@ -649,6 +650,14 @@ mod tests {
             1_767_225_600_500
         );
         assert!(parse_retry_after(&headers("soon")).is_none());
+    }
+
+    #[test]
+    fn absurd_retry_after_is_ignored_not_a_panic() {
+        for v in ["1e300", "18446744073709551615000", "9223372036854775807"] {
+            let _ = parse_retry_after(&headers(v));
+        }
+        assert!(parse_retry_after(&headers("1e300")).is_none());
     }
 
     #[test]

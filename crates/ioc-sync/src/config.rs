@@ -549,9 +549,12 @@ impl Config {
                 Some(f) => {
                     let mut out = Vec::new();
                     for part in f.value.split(';').filter(|p| !p.trim().is_empty()) {
-                        let (h, v) = part
-                            .split_once(':')
-                            .ok_or_else(|| invalid(&f, "\"header:value;header:value\""))?;
+                        // Header values may be credentials: the error does not quote them.
+                        let (h, v) = part.split_once(':').ok_or_else(|| ConfigError::Invalid {
+                            origin: f.origin.clone(),
+                            value: "[REDACTED]".into(),
+                            allowed: "\"header:value;header:value\"".into(),
+                        })?;
                         out.push((h.trim().to_string(), v.trim().to_string()));
                     }
                     out
@@ -919,6 +922,22 @@ mod tests {
             ("CROWDSTRIKE_CLIENT_ID", "cid"),
             ("CROWDSTRIKE_CLIENT_SECRET", "s3cr3t-value"),
         ])
+    }
+
+    #[test]
+    fn malformed_custom_headers_are_not_quoted_in_the_error() {
+        let mut e = minimal();
+        e.insert(
+            "OPENCTI_CUSTOM_HEADERS".into(),
+            "x-proxy-auth:hunter2-value;x-other=hunter3-value".into(),
+        );
+        let err = Config::load(&e, None).unwrap_err();
+        let msg = format!("{err} {err:?}");
+        assert!(
+            !msg.contains("hunter2") && !msg.contains("hunter3"),
+            "{msg}"
+        );
+        assert!(msg.contains("OPENCTI_CUSTOM_HEADERS"), "{msg}");
     }
 
     #[test]

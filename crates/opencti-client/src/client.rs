@@ -297,11 +297,18 @@ impl ClientBuilder {
             return Err(Error::config("the OpenCTI token is empty"));
         }
         let mut custom = HeaderMap::new();
-        for (k, v) in &self.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| Error::config(format!("custom header name `{k}` is invalid")))?;
-            let value = HeaderValue::from_str(v)
+        for (i, (k, v)) in self.headers.iter().enumerate() {
+            // An invalid name is not echoed: a mistyped item (`key=value`, no `:`) holds the value.
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                Error::config(format!(
+                    "custom header #{} has an invalid name (not shown: it may hold a secret)",
+                    i + 1
+                ))
+            })?;
+            let mut value = HeaderValue::from_str(v)
                 .map_err(|_| Error::config(format!("custom header `{k}` has an invalid value")))?;
+            // Custom headers often carry proxy credentials: keep them out of HPACK tables and `Debug`.
+            value.set_sensitive(true);
             custom.append(name, value);
         }
         let http = reqwest::Client::builder()
@@ -377,6 +384,25 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("`bad`"), "{e}");
+    }
+
+    #[test]
+    fn custom_header_values_are_sensitive_and_never_echoed() {
+        let c = OpenCtiClient::builder("http://x", SecretString::from("t"))
+            .custom_headers("x-proxy-auth: hunter2-value")
+            .build()
+            .unwrap();
+        let v = &c.inner.custom_headers["x-proxy-auth"];
+        assert!(v.is_sensitive());
+        assert!(!format!("{v:?}").contains("hunter2"));
+        // `=` instead of `:`: the whole item, secret included, would be the header name.
+        let e = OpenCtiClient::builder("http://x", SecretString::from("t"))
+            .custom_headers("x-proxy-auth=hunter2-value")
+            .build()
+            .unwrap_err();
+        let msg = format!("{e} {e:?}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("#1"), "{msg}");
     }
 
     #[test]

@@ -102,6 +102,28 @@ struct PipelinesEnvelope {
     pipelines: Vec<Pipeline>,
 }
 
+/// Decodes the answer of `POST /api/v3/import/cado-host`. The answer holds the pre-signed data: a shape
+/// error names the place, never the value (serde quotes offending strings, e.g. a `data` string).
+fn parse_command_answer(text: &str) -> Result<CommandEnvelope> {
+    serde_json::from_str(text).map_err(|e| {
+        let detail = match e.classify() {
+            serde_json::error::Category::Data if !e.to_string().starts_with("missing field") => {
+                format!(
+                    "unexpected answer: a value of the wrong type at line {} column {}",
+                    e.line(),
+                    e.column()
+                )
+            }
+            _ => format!("unexpected answer: {e}"),
+        };
+        Error::Cado {
+            operation: "import cado-host",
+            retryable: false,
+            source: detail.into(),
+        }
+    })
+}
+
 fn http_error(operation: &'static str, e: reqwest::Error) -> Error {
     let retryable = e.is_timeout()
         || e.is_connect()
@@ -184,11 +206,7 @@ impl CadoClient {
             .text()
             .await
             .map_err(|e| http_error("import cado-host", e))?;
-        let env: CommandEnvelope = serde_json::from_str(&text).map_err(|e| Error::Cado {
-            operation: "import cado-host",
-            retryable: false,
-            source: format!("unexpected answer: {e}").into(),
-        })?;
+        let env = parse_command_answer(&text)?;
         let storage = env.data.cloud_storage_info;
         Ok(CadoHostCommand {
             command: SecretString::from(env.data.command),
@@ -294,6 +312,34 @@ mod tests {
             path: None,
         };
         assert!(!format!("{cmd:?}").contains("xyz"));
+    }
+
+    #[test]
+    fn a_misshapen_command_answer_does_not_quote_the_secret() {
+        fn chain(e: &Error) -> String {
+            let mut s = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(c) = cur {
+                s = format!("{s}: {c}");
+                cur = c.source();
+            }
+            s
+        }
+        // `data` as the bare one-liner instead of an object
+        let e = parse_command_answer(r#"{"data":"./cado-host --presigned_data eyJzZWNyZXQi"}"#)
+            .err()
+            .unwrap();
+        let msg = chain(&e);
+        assert!(!msg.contains("eyJzZWNyZXQi"), "{msg}");
+        assert!(msg.contains("line 1 column"), "{msg}");
+        // a missing field is still named
+        let e = parse_command_answer(r#"{"data":{"presigned_data":"eyJzZWNyZXQi"}}"#)
+            .err()
+            .unwrap();
+        let msg = chain(&e);
+        assert!(msg.contains("missing field `command`"), "{msg}");
+        assert!(!msg.contains("eyJzZWNyZXQi"), "{msg}");
+        assert!(parse_command_answer(r#"{"data":{"command":"c","presigned_data":"p"}}"#).is_ok());
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl CollectorSet {
     ) -> CollectorSet {
         let mut redactor = Redactor::new();
         for s in extra_secrets {
-            redactor.add(s);
+            redactor.add_with_decoded(s);
         }
         CollectorSet {
             label: label.into(),

@@ -60,6 +60,40 @@ impl Redactor {
         }
     }
 
+    /// Adds a secret and, when it is base64-encoded JSON (as Cado pre-signed data is), the strings inside it
+    /// too: the pre-signed URLs and their query strings, which a collector's log may quote decoded.
+    pub fn add_with_decoded(&mut self, secret: &SecretString) {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        self.add(secret);
+        let raw = secret.expose_secret().trim();
+        let Some(bytes) = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(raw).ok())
+        else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        let mut stack = vec![&v];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::String(s) if s.len() >= 16 => {
+                    self.add_str(s);
+                    if let Some((_, query)) = s.split_once('?') {
+                        self.add_str(query);
+                    }
+                }
+                serde_json::Value::Array(a) => stack.extend(a),
+                serde_json::Value::Object(o) => stack.extend(o.values()),
+                _ => {}
+            }
+        }
+    }
+
     /// Adds a secret given as plain text (for values derived from secrets, e.g. an encoded command).
     pub fn add_str(&mut self, secret: &str) {
         self.add(&SecretString::from(secret.to_string()));
@@ -183,6 +217,25 @@ mod tests {
         );
         assert_eq!(r.redact("x --presigned_dataX y"), "x --presigned_dataX y");
         assert_eq!(r.redact("no secrets here"), "no secrets here");
+    }
+
+    #[test]
+    fn urls_inside_base64_json_presigned_data_are_redacted() {
+        use base64::Engine as _;
+        let url = "https://bucket.s3.amazonaws.com/up/k.zip?X-Amz-Signature=deadbeef1234";
+        let json = format!(r#"{{"url":"{url}","storage":"aws"}}"#);
+        let data = base64::engine::general_purpose::STANDARD.encode(json);
+        let mut r = Redactor::new();
+        r.add_with_decoded(&SecretString::from(data.clone()));
+        let out = r.redact(&format!("[ERROR] - upload to {url} refused; data {data}"));
+        assert!(!out.contains("X-Amz-Signature=deadbeef"), "{out}");
+        assert!(!out.contains(&data), "{out}");
+        let out = r.redact("retrying X-Amz-Signature=deadbeef1234 with aws");
+        assert_eq!(out, "retrying <redacted> with aws");
+        // not base64 JSON: only the value itself
+        let mut r = Redactor::new();
+        r.add_with_decoded(&SecretString::from("plain-api-key-value"));
+        assert_eq!(r.len(), 1);
     }
 
     #[test]

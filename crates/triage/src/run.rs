@@ -720,7 +720,8 @@ impl<'a, A: FalconApi> Engine<'a, A> {
                     let text = self.redactor.redact(&format!("{e:#}"));
                     tracing::warn!(error = %text, hosts = ids.len(), platform = %p, "launch call failed");
                     for &i in &members {
-                        self.launch_failures[i] += 1;
+                        // saturating: queued hosts of a resumed run are resent every round
+                        self.launch_failures[i] = self.launch_failures[i].saturating_add(1);
                         if self.launch_failures[i] >= 3 && self.hosts[i].state == HostState::Session
                         {
                             self.set(

@@ -44,6 +44,18 @@ async fn token_is_cached_across_calls_and_sent_as_form_fields() {
 }
 
 #[tokio::test]
+async fn absurd_expires_in_is_capped_not_a_panic() {
+    let server = MockServer::start().await;
+    mount_token(&server, u64::MAX, Some(1)).await;
+    mount_ids(&server).await;
+    catch_all(&server).await;
+    let client = builder(&server).build().unwrap();
+    client.hosts().query().send().await.unwrap();
+    client.hosts().query().send().await.unwrap();
+    assert_eq!(client.token_fetches(), 1);
+}
+
+#[tokio::test]
 async fn token_is_refreshed_before_expiry() {
     let server = MockServer::start().await;
     // 2 s lifetime: the buffer is capped at half the lifetime, so the token is renewed after 1 s.
