@@ -150,7 +150,7 @@ pub struct RunOptions {
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// At most this many collections at once (queued, launched or running).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub max_concurrent: Option<usize>,
     /// Time between status rounds (e.g. 30s, 2m).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
@@ -258,6 +258,15 @@ pub struct BenchArgs {
     pub poll_interval: Duration,
 }
 
+/// A whole number of at least 1 (0 collections at once would launch nothing and time every host out).
+pub fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -300,6 +309,17 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn max_concurrent_must_be_positive() {
+        assert_eq!(parse_positive("4"), Ok(4));
+        assert!(parse_positive("0").unwrap_err().contains("at least 1"));
+        assert!(parse_positive("x").is_err());
+        let err = Cli::try_parse_from(["falcon-triage", "run", "--all", "--max-concurrent", "0"])
+            .err()
+            .expect("0 is refused");
+        assert!(err.to_string().contains("--max-concurrent"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,35 @@ use triage::{
 
 use crate::cli::{Cli, CollectorArgs, Command, Output, RunOptions, SelectionArgs};
 
+/// `print!` that tolerates a closed stdout: `falcon-triage status | head` must not panic when `head`
+/// leaves. The output is dropped; the exit code still tells the outcome.
+macro_rules! emit {
+    ($($arg:tt)*) => {
+        write_stdout(&format!($($arg)*))
+    };
+}
+
+/// `println!` counterpart of [`emit!`].
+macro_rules! emitln {
+    () => {
+        write_stdout("\n")
+    };
+    ($($arg:tt)*) => {
+        write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes `text` to stdout; a broken pipe is ignored, any other write error is reported on stderr.
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {e}");
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -336,7 +365,7 @@ async fn run_command<A: FalconApi>(
             falcon_sdk::rtr::limits::MAX_REQUEST_TIMEOUT,
         );
         let script_timeout = rtr_timeout.as_secs().saturating_sub(2).max(1);
-        print!(
+        emit!(
             "{}",
             output::dry_run(&job, &resolved, &set, script_timeout, out)?
         );
@@ -431,8 +460,8 @@ pub(crate) async fn execute<A: FalconApi>(
     progress.finish();
     let outcome = outcome?;
     match out {
-        Output::Table => print!("{}", outcome.report.table()),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.report)?),
+        Output::Table => emit!("{}", outcome.report.table()),
+        Output::Json => emitln!("{}", serde_json::to_string_pretty(&outcome.report)?),
     }
     if outcome.report.summary.unfinished > 0 {
         eprintln!(
@@ -489,19 +518,19 @@ fn status_command(journal: &Path, out: Output) -> anyhow::Result<i32> {
     );
     match out {
         Output::Table => {
-            print!("{}", report.table());
+            emit!("{}", report.table());
             let state = if replay.finished {
                 "finished"
             } else {
                 "not finished (resume it, or it is still running)"
             };
-            println!(
+            emitln!(
                 "run started {}, {state}; resumed {} times",
                 replay.started.format("%Y-%m-%d %H:%M:%S UTC"),
                 replay.resumes
             );
         }
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => emitln!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(report.summary.exit_code)
 }
@@ -515,7 +544,7 @@ async fn hosts_command<A: FalconApi>(
         .resolve(api)
         .await
         .context("resolving the host selection")?;
-    print!("{}", output::hosts(&resolved, out)?);
+    emit!("{}", output::hosts(&resolved, out)?);
     if !resolved.not_found.is_empty() {
         eprintln!("not found: {}", resolved.not_found.join(", "));
     }
@@ -526,16 +555,16 @@ async fn preflight_command(api: &SdkApi, out: Output) -> anyhow::Result<i32> {
     let checks = triage::preflight::check_scopes(api.client()).await;
     let missing = checks.iter().any(|c| !c.granted && !c.optional);
     match out {
-        Output::Json => println!(
+        Output::Json => emitln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"scopes": checks, "exclusions": triage::preflight::EXCLUSIONS})
             )?
         ),
         Output::Table => {
-            print!("{}", output::preflight(&checks));
-            println!();
-            print!("{}", triage::preflight::EXCLUSIONS);
+            emit!("{}", output::preflight(&checks));
+            emitln!();
+            emit!("{}", triage::preflight::EXCLUSIONS);
         }
     }
     Ok(if missing {

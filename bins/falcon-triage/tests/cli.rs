@@ -486,3 +486,45 @@ async fn ctrl_c_once_stops_launching_twice_leaves_and_resume_finishes() {
     );
     sb.shutdown().await;
 }
+
+#[test]
+fn status_into_a_closed_pipe_exits_cleanly() {
+    // `falcon-triage status --journal F | head -1`: the reader leaves early. The table of 3,000 hosts is
+    // larger than a pipe buffer, so the write fails with EPIPE whatever the timing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.jsonl");
+    let mut journal = String::from(
+        r#"{"type":"run","job":"3f9a1c2e","started":"2026-11-22T08:00:00Z","collector":"uac (template)","settings":{}}"#,
+    );
+    journal.push('\n');
+    for i in 0..3000 {
+        journal.push_str(&format!(
+            r#"{{"type":"host","from":"running","device_id":"aid{i:05}","hostname":"host-{i:05}","platform":"linux","state":"succeeded","reason":null,"updated":"2026-11-22T08:01:00Z"}}"#
+        ));
+        journal.push('\n');
+    }
+    std::fs::write(&path, journal).unwrap();
+
+    let expected = Command::new(BIN)
+        .args(["status", "--journal"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        expected.stdout.len() > 1 << 16,
+        "the table outgrows a pipe buffer"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["status", "--journal"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.code(), expected.status.code(), "{stderr}");
+}

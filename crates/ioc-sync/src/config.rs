@@ -87,8 +87,8 @@ impl LogLevel {
 pub enum FalconEndpoint {
     /// A base URL (`CROWDSTRIKE_API_BASE_URL`, default `https://api.crowdstrike.com`).
     Url(String),
-    /// A cloud name (`us-1`, `us-2`, `eu-1`, `us-gov-1`, `us-gov-2`), as `FALCON_CLOUD` accepts.
-    Cloud(String),
+    /// A cloud (`us-1`, `us-2`, `us-3`, `eu-1`, `us-gov-1`, `us-gov-2`), as `FALCON_CLOUD` accepts.
+    Cloud(falcon_sdk::Region),
 }
 
 impl FalconEndpoint {
@@ -96,13 +96,9 @@ impl FalconEndpoint {
     pub fn base_url(&self) -> String {
         match self {
             FalconEndpoint::Url(u) => u.trim_end_matches('/').to_string(),
-            FalconEndpoint::Cloud(c) => match c.as_str() {
-                "us-2" => "https://api.us-2.crowdstrike.com".into(),
-                "eu-1" => "https://api.eu-1.crowdstrike.com".into(),
-                "us-gov-1" => "https://api.laggar.gcw.crowdstrike.com".into(),
-                "us-gov-2" => "https://api.us-gov-2.crowdstrike.mil".into(),
-                _ => "https://api.crowdstrike.com".into(),
-            },
+            FalconEndpoint::Cloud(region) => {
+                region.base_url().as_str().trim_end_matches('/').to_string()
+            }
         }
     }
 }
@@ -493,8 +489,6 @@ const RECOGNISED: &[&str] = &[
     "ioc_sync.lookup_chunk",
     "ioc_sync.concurrency",
 ];
-
-const CLOUDS: &[&str] = &["us-1", "us-2", "eu-1", "us-gov-1", "us-gov-2"];
 
 impl Config {
     /// Builds the configuration from the environment map and the text of `config.yml` (if any).
@@ -887,9 +881,8 @@ impl Config {
 
 fn parse_endpoint(f: &Found) -> Result<FalconEndpoint, ConfigError> {
     let v = f.value.trim();
-    let lower = v.to_ascii_lowercase().replace('_', "-");
-    if CLOUDS.contains(&lower.as_str()) {
-        return Ok(FalconEndpoint::Cloud(lower));
+    if let Some(region) = falcon_sdk::Region::parse(v) {
+        return Ok(FalconEndpoint::Cloud(region));
     }
     match url::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
@@ -897,7 +890,7 @@ fn parse_endpoint(f: &Found) -> Result<FalconEndpoint, ConfigError> {
         }
         _ => Err(invalid(
             f,
-            "an http(s) URL such as https://api.crowdstrike.com, or one of us-1, us-2, eu-1, us-gov-1, us-gov-2",
+            "an http(s) URL such as https://api.crowdstrike.com, or one of us-1, us-2, us-3, eu-1, us-gov-1, us-gov-2",
         )),
     }
 }
@@ -1046,6 +1039,30 @@ mod tests {
             "https://api.eu-1.crowdstrike.com"
         );
         assert_eq!(c.crowdstrike.member_cid.as_deref(), Some("child"));
+    }
+
+    #[test]
+    fn every_falcon_cloud_name_is_accepted() {
+        for (name, url) in [
+            ("us-1", "https://api.crowdstrike.com"),
+            ("us-2", "https://api.us-2.crowdstrike.com"),
+            ("US-3", "https://api.us-3.crowdstrike.com"),
+            ("eu_1", "https://api.eu-1.crowdstrike.com"),
+            ("us-gov-1", "https://api.laggar.gcw.crowdstrike.com"),
+            ("us-gov-2", "https://api.us-gov-2.crowdstrike.mil"),
+        ] {
+            let mut e = minimal();
+            e.insert("FALCON_CLOUD".into(), name.into());
+            let (c, _) = Config::load(&e, None).unwrap();
+            assert_eq!(c.crowdstrike.endpoint.base_url(), url, "{name}");
+        }
+        let mut e = minimal();
+        e.insert("FALCON_CLOUD".into(), "mars-1".into());
+        let err = Config::load(&e, None).unwrap_err().to_string();
+        assert!(
+            err.contains("FALCON_CLOUD") && err.contains("us-3"),
+            "{err}"
+        );
     }
 
     #[test]
