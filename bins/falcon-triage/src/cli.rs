@@ -317,8 +317,7 @@ mod tests {
         assert!(parse_positive("0").unwrap_err().contains("at least 1"));
         assert!(parse_positive("x").is_err());
         let err = Cli::try_parse_from(["falcon-triage", "run", "--all", "--max-concurrent", "0"])
-            .err()
-            .expect("0 is refused");
+            .expect_err("0 is refused");
         assert!(err.to_string().contains("--max-concurrent"), "{err}");
     }
 
