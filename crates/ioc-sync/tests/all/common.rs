@@ -92,6 +92,15 @@ pub async fn post(url: String, body: Value) -> Value {
     v
 }
 
+/// Creates an indicator through the OpenCTI simulator's control API and returns its id.
+pub async fn create_indicator(info: &SandboxInfo, body: Value) -> String {
+    let v = post(format!("{}/_sandbox/indicators", info.opencti_url), body).await;
+    v["indicator"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no indicator id in {v}"))
+        .to_string()
+}
+
 pub async fn indicators(info: &SandboxInfo) -> Vec<Value> {
     get(format!("{}/_sandbox/indicators", info.opencti_url)).await["indicators"]
         .as_array()

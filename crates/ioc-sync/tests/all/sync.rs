@@ -1,6 +1,6 @@
 //! Initial sync, churn, deletes, faults, poison events, ownership.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -162,39 +162,15 @@ async fn pattern_change_revocation_deletion_and_merge_of_known_indicators() {
     let config = config(&env(&info, dir.path()));
     let base = format!("{}/_sandbox/indicators", info.opencti_url);
     let mk = |pattern: &str| json!({"pattern": pattern, "pattern_type": "stix", "score": 85, "labels": ["c2"], "platforms": ["windows"]});
-    let a =
-        post(base.clone(), mk("[domain-name:value = 'a-old.example']")).await["indicator"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    let b = post(base.clone(), mk("[ipv4-addr:value = '198.51.100.7']")).await["indicator"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let c = post(
-        base.clone(),
+    let a = create_indicator(&info, mk("[domain-name:value = 'a-old.example']")).await;
+    let b = create_indicator(&info, mk("[ipv4-addr:value = '198.51.100.7']")).await;
+    let c = create_indicator(
+        &info,
         mk("[file:hashes.MD5 = 'D41D8CD98F00B204E9800998ECF8427E']"),
     )
-    .await["indicator"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let d = post(
-        base.clone(),
-        mk("[domain-name:value = 'merged-away.example']"),
-    )
-    .await["indicator"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let t = post(
-        base.clone(),
-        mk("[domain-name:value = 'merge-target.example']"),
-    )
-    .await["indicator"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
+    let d = create_indicator(&info, mk("[domain-name:value = 'merged-away.example']")).await;
+    let t = create_indicator(&info, mk("[domain-name:value = 'merge-target.example']")).await;
     sync_until_caught_up(&config).await;
     let live = live_owned(&info).await;
     assert!(
@@ -289,15 +265,14 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
         let config = config(&e);
         let base = format!("{}/_sandbox/indicators", info.opencti_url);
         let mk = |label: &str| json!({"pattern": "[domain-name:value = 'shared.example']", "pattern_type": "stix", "score": 85, "labels": [label], "platforms": ["windows"]});
-        let id = |v: Value| v["indicator"]["id"].as_str().unwrap().to_string();
-        let a = id(post(base.clone(), mk("from-a")).await);
-        let b = id(post(base.clone(), mk("from-b")).await);
+        let a = create_indicator(&info, mk("from-a")).await;
+        let b = create_indicator(&info, mk("from-b")).await;
         // A second pair, whose first indicator goes away in the same batch as the second is created.
-        let c = id(post(
-            base.clone(),
+        let c = create_indicator(
+            &info,
             json!({"pattern": "[ipv4-addr:value = '203.0.113.9']", "pattern_type": "stix", "labels": ["from-c"]}),
         )
-        .await);
+        .await;
         sync_until_caught_up(&config).await;
         let (tags, gone) = tags_of(&info, "shared.example").await.unwrap();
         assert!(!gone);
@@ -328,11 +303,11 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
             .unwrap()
             .error_for_status()
             .unwrap();
-        let d = id(post(
-            base.clone(),
+        let d = create_indicator(
+            &info,
             json!({"pattern": "[ipv4-addr:value = '203.0.113.9']", "pattern_type": "stix", "labels": ["from-d"]}),
         )
-        .await);
+        .await;
         let id_before = ioc_id(&info, "shared.example").await;
         let s = sync_until_caught_up(&config).await;
         assert_eq!(s.dead_letters, 0, "{s:?}");
