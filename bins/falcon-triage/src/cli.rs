@@ -158,6 +158,9 @@ pub struct RunOptions {
     /// Time between RTR session refreshes.
     #[arg(long, value_parser = parse_duration, default_value = "3m")]
     pub refresh_interval: Duration,
+    /// Time between reads of Falcon's offline queue for hosts whose launch is queued (they are never probed).
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    pub queue_check_interval: Duration,
     /// Request timeout of batch RTR calls (runscript -Timeout is 2 s less; at most 5m).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub rtr_timeout: Duration,

@@ -313,6 +313,7 @@ fn settings(o: &RunOptions, a: &CollectorArgs) -> anyhow::Result<RunSettings> {
         },
         capture_grace: o.capture_grace,
         batch_size: triage::run::MAX_BATCH_HOSTS,
+        queue_check_interval: o.queue_check_interval,
     })
 }
 
@@ -423,17 +424,18 @@ pub(crate) async fn execute<A: FalconApi>(
     let control = Control::new();
     let c = control.clone();
     let journal_text = journal.display().to_string();
-    tokio::spawn(async move {
+    // first press: stop launching; second: the run leaves after the call in flight, through its abort
+    // path (journal synced, report printed); a third exits at once (every transition is already synced)
+    let signals = tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
-            if c.interrupt() == 1 {
-                eprintln!(
-                    "\nstopping: no new launches, following what runs (Ctrl-C again to leave now)"
-                );
-            } else {
-                eprintln!(
-                    "\nleaving now; the journal is intact: falcon-triage resume --journal {journal_text}"
-                );
-                std::process::exit(exit_codes::INTERRUPTED);
+            match c.interrupt() {
+                1 => eprintln!(
+                    "\nstopping: no new launches, queued launches deleted, following what runs (Ctrl-C again to leave)"
+                ),
+                2 => eprintln!(
+                    "\nleaving after the current call; the journal is synced: falcon-triage resume --journal {journal_text} (Ctrl-C again to exit at once)"
+                ),
+                _ => std::process::exit(exit_codes::INTERRUPTED),
             }
         }
     });
@@ -458,6 +460,7 @@ pub(crate) async fn execute<A: FalconApi>(
         Mode::Resume => run.resume(journal).await,
     };
     progress.finish();
+    signals.abort();
     let outcome = outcome?;
     match out {
         Output::Table => emit!("{}", outcome.report.table()),

@@ -450,9 +450,16 @@ async fn ctrl_c_once_stops_launching_twice_leaves_and_resume_finishes() {
         "{err}"
     );
     assert!(
-        err.contains("stopping: no new launches") && err.contains("leaving now"),
+        err.contains("stopping: no new launches") && err.contains("leaving after the current call"),
         "{err}"
     );
+    // the second Ctrl-C left through the library's abort path: the report was printed
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("60 hosts: "),
+        "no report after the second Ctrl-C: {out}"
+    );
+    assert!(err.contains("resume with: falcon-triage resume"), "{err}");
     let replay = triage::journal::replay(&journal).unwrap();
     assert!(!replay.finished);
     let cancelled: Vec<_> = replay

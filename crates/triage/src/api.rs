@@ -66,6 +66,24 @@ pub struct BatchSession {
     pub hosts: BTreeMap<String, HostReply>,
 }
 
+/// One command queued for an offline host, as the queued-session API reports it
+/// (`RTR_ListQueuedSessions`, `DomainQueuedSessionJob.Commands[]`). The command string is not kept: it
+/// holds the collector command, a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedCommand {
+    /// The queued session.
+    pub session_id: String,
+    /// The host.
+    pub device_id: String,
+    /// The command's id, for deleting it.
+    pub cloud_request_id: String,
+    /// Whether it still waits for the host (status `PENDING`, or no status and not deleted).
+    pub pending: bool,
+    /// The status as Falcon wrote it (`PENDING`, `FINISHED`, ...; the values other than `PENDING` are
+    /// unverified).
+    pub status: Option<String>,
+}
+
 /// The Falcon operations of a triage run. Futures are `Send` so runs can be spawned.
 pub trait FalconApi: Send + Sync {
     /// Device ids matching an FQL filter (all hosts for `None`), every page.
@@ -79,11 +97,14 @@ pub trait FalconApi: Send + Sync {
         &self,
         composite_ids: &[String],
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
-    /// Opens batch sessions over `ids` (at most 10,000 per batch; larger lists give several batches).
+    /// Opens batch sessions over `ids` (at most 10,000 per batch; larger lists give several batches), or
+    /// adds them to `existing_batch` (`existing_batch_id`; the batch's hosts and `ids` together at most
+    /// 10,000).
     fn batch_init(
         &self,
         ids: &[String],
         queue_offline: bool,
+        existing_batch: Option<&str>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<BatchSession>>> + Send;
     /// Runs an admin command (`runscript`) on the `optional_hosts` of a batch.
@@ -95,6 +116,20 @@ pub trait FalconApi: Send + Sync {
         optional_hosts: &[String],
         timeout: Duration,
     ) -> impl Future<Output = Result<BTreeMap<String, HostReply>>> + Send;
+    /// The commands queued in the given sessions whose command string contains `marker` (the run's job id),
+    /// so commands of other runs reusing the same session are left alone.
+    fn queued_commands(
+        &self,
+        session_ids: &[String],
+        marker: &str,
+    ) -> impl Future<Output = Result<Vec<QueuedCommand>>> + Send;
+    /// Deletes one queued command (`RTR_DeleteQueuedSession`): `Ok(true)` when deleted, `Ok(false)` when
+    /// Falcon no longer had it (`404`: it ran, or the session expired).
+    fn delete_queued_command(
+        &self,
+        session_id: &str,
+        cloud_request_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Keeps a batch's sessions alive.
     fn batch_refresh(
         &self,

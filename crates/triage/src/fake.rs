@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::api::{BatchSession, FalconApi, HostInfo, HostReply};
+use tokio::time::Instant;
+
+use crate::api::{BatchSession, FalconApi, HostInfo, HostReply, QueuedCommand};
 use crate::error::Result;
 
 #[derive(Clone, Debug)]
@@ -25,7 +27,14 @@ pub(crate) struct FakeHost {
     pub started: Option<Instant>,
     pub launches: u32,
     pub launch_cmds: u32,
-    pub queued: Vec<String>,
+    /// Commands waiting for the host: (cloud request id, command).
+    pub queued: Vec<(String, String)>,
+    /// Every command ever queued for the host (what a reconnecting laptop would run).
+    pub queued_total: u32,
+    /// Queued commands deleted through the API.
+    pub queue_deleted: u32,
+    /// Once launched, every command times out (`50401`).
+    pub silent: bool,
 }
 
 #[derive(Default, Debug)]
@@ -33,7 +42,10 @@ pub(crate) struct Calls {
     pub init: u32,
     pub admin: u32,
     pub refresh: u32,
+    pub queue_checks: u32,
     pub max_running: usize,
+    /// Batches opened with `queue_offline`.
+    pub queueing: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -71,8 +83,20 @@ impl Fake {
                 launches: 0,
                 launch_cmds: 0,
                 queued: vec![],
+                queued_total: 0,
+                queue_deleted: 0,
+                silent: false,
             },
         );
+    }
+
+    /// A host back online runs its queued commands first, in order.
+    fn reconnect(job: &str, h: &mut FakeHost) {
+        if Instant::now() >= h.online_at {
+            for (_, q) in std::mem::take(&mut h.queued) {
+                Fake::execute(job, h, &q);
+            }
+        }
     }
 
     fn execute(job: &str, h: &mut FakeHost, cmd: &str) -> String {
@@ -137,15 +161,24 @@ impl FalconApi for Fake {
         &self,
         ids: &[String],
         queue_offline: bool,
+        existing: Option<&str>,
         _t: Duration,
     ) -> Result<Vec<BatchSession>> {
-        self.calls.lock().unwrap().init += 1;
-        let hosts = self.hosts.lock().unwrap();
+        let mut calls = self.calls.lock().unwrap();
+        calls.init += 1;
+        let mut hosts = self.hosts.lock().unwrap();
         let mut out = Vec::new();
         for (n, chunk) in ids.chunks(10_000).enumerate() {
+            let batch_id = existing
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("batch-{}-{n}", calls.init));
+            if queue_offline {
+                calls.queueing.insert(batch_id.clone());
+            }
             let mut m = BTreeMap::new();
             for id in chunk {
-                let Some(h) = hosts.get(id) else { continue };
+                let Some(h) = hosts.get_mut(id) else { continue };
+                Fake::reconnect(&self.job, h);
                 let online = Instant::now() >= h.online_at;
                 let mut r = HostReply {
                     session_id: Some(format!("s-{id}")),
@@ -162,16 +195,13 @@ impl FalconApi for Fake {
                 }
                 m.insert(id.clone(), r);
             }
-            out.push(BatchSession {
-                batch_id: format!("batch-{n}"),
-                hosts: m,
-            });
+            out.push(BatchSession { batch_id, hosts: m });
         }
         Ok(out)
     }
     async fn batch_admin_command(
         &self,
-        _b: &str,
+        batch: &str,
         base: &str,
         cmd: &str,
         ids: &[String],
@@ -179,32 +209,39 @@ impl FalconApi for Fake {
     ) -> Result<BTreeMap<String, HostReply>> {
         assert_eq!(base, "runscript");
         assert!(cmd.starts_with("runscript -Raw=```"));
-        self.calls.lock().unwrap().admin += 1;
+        let queueing = {
+            let mut c = self.calls.lock().unwrap();
+            c.admin += 1;
+            c.queueing.contains(batch)
+        };
+        let launch = cmd.contains("echo $! >") || cmd.contains("Start-Process");
         let mut hosts = self.hosts.lock().unwrap();
         let mut out = BTreeMap::new();
         for id in ids {
             let Some(h) = hosts.get_mut(id) else { continue };
-            if Instant::now() < h.online_at {
-                if cmd.contains("echo $! >") || cmd.contains("Start-Process") {
-                    h.launch_cmds += 1;
-                }
-                h.queued.push(cmd.to_string());
-                out.insert(
-                    id.clone(),
-                    HostReply {
-                        offline_queued: true,
-                        ..Default::default()
-                    },
-                );
-                continue;
-            }
-            // the queued commands run first, in order
-            if cmd.contains("echo $! >") || cmd.contains("Start-Process") {
+            if launch {
                 h.launch_cmds += 1;
             }
-            let queued = std::mem::take(&mut h.queued);
-            for q in queued {
-                Fake::execute(&self.job, h, &q);
+            Fake::reconnect(&self.job, h);
+            if Instant::now() < h.online_at {
+                let mut r = HostReply::default();
+                if queueing {
+                    h.queued_total += 1;
+                    h.queued
+                        .push((format!("cr-{id}-{}", h.queued_total), cmd.to_string()));
+                    r.offline_queued = true;
+                } else {
+                    r.errors
+                        .push((40401, "Could not establish sensor comms".into()));
+                }
+                out.insert(id.clone(), r);
+                continue;
+            }
+            if h.silent && h.started.is_some() {
+                let mut r = HostReply::default();
+                r.errors.push((50401, "Exceeded maximum timeout".into()));
+                out.insert(id.clone(), r);
+                continue;
             }
             let stdout = Fake::execute(&self.job, h, cmd);
             out.insert(
@@ -223,6 +260,45 @@ impl FalconApi for Fake {
         let mut c = self.calls.lock().unwrap();
         c.max_running = c.max_running.max(running);
         Ok(out)
+    }
+    async fn queued_commands(
+        &self,
+        sessions: &[String],
+        marker: &str,
+    ) -> Result<Vec<QueuedCommand>> {
+        self.calls.lock().unwrap().queue_checks += 1;
+        let mut hosts = self.hosts.lock().unwrap();
+        let mut out = Vec::new();
+        for s in sessions {
+            let Some(id) = s.strip_prefix("s-") else {
+                continue;
+            };
+            let Some(h) = hosts.get_mut(id) else { continue };
+            Fake::reconnect(&self.job, h);
+            for (cr, cmd) in &h.queued {
+                if cmd.contains(marker) {
+                    out.push(QueuedCommand {
+                        session_id: s.clone(),
+                        device_id: id.to_string(),
+                        cloud_request_id: cr.clone(),
+                        pending: true,
+                        status: Some("PENDING".into()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+    async fn delete_queued_command(&self, session: &str, cr: &str) -> Result<bool> {
+        let mut hosts = self.hosts.lock().unwrap();
+        let Some(h) = session.strip_prefix("s-").and_then(|id| hosts.get_mut(id)) else {
+            return Ok(false);
+        };
+        let before = h.queued.len();
+        h.queued.retain(|(c, _)| c != cr);
+        let deleted = h.queued.len() < before;
+        h.queue_deleted += u32::from(deleted);
+        Ok(deleted)
     }
     async fn batch_refresh(&self, _b: &str, _t: Duration) -> Result<()> {
         self.calls.lock().unwrap().refresh += 1;

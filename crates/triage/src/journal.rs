@@ -1,5 +1,7 @@
-//! The run journal: JSON lines, one per state transition, appended and flushed as it happens, and replayed by
-//! `resume` and `status`.
+//! The run journal: JSON lines, one per state transition, replayed by `resume` and `status`. It is created
+//! owner-only (`0600`: it holds host names and collector log tails). The orchestrator stages the lines of
+//! the transitions an API answer caused and [`Journal::commit`]s them (written and synced to disk) before
+//! it sends the next command.
 //!
 //! Line kinds (`"type"`): `run` (the header: job id and settings, no secret), `host` (a host's full record
 //! after a transition, with `from`), `resumed`, `finished`. A truncated or malformed line (a process killed
@@ -57,19 +59,22 @@ pub enum Entry {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    staged: Vec<u8>,
 }
 
 impl Journal {
-    /// Creates a new journal (refuses to overwrite an existing file) and writes its header.
+    /// Creates a new journal, readable and writable by its owner only (refuses to overwrite an existing
+    /// file), and writes its header.
     pub fn create(path: &Path, header: &Entry) -> Result<Journal> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| Error::journal(path, e))?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(|e| Error::journal(path, e))?;
         let mut j = Journal {
             path: path.to_path_buf(),
             file,
+            staged: Vec::new(),
         };
         j.append(header)?;
         Ok(j)
@@ -91,6 +96,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             file,
+            staged: Vec::new(),
         })
     }
 
@@ -99,26 +105,48 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one line and flushes it to the operating system.
+    /// Appends one line and commits it (written and synced).
     pub fn append(&mut self, entry: &Entry) -> Result<()> {
-        let mut line = serde_json::to_string(entry).map_err(|e| Error::journal(&self.path, e))?;
-        line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::journal(&self.path, e))?;
-        self.file.flush().map_err(|e| Error::journal(&self.path, e))
+        self.stage(entry)?;
+        self.commit()
     }
 
-    /// Appends a host transition.
+    /// Appends a host transition and commits it.
     pub fn record(&mut self, from: Option<HostState>, record: &HostRecord) -> Result<()> {
-        self.append(&Entry::Host {
+        self.stage_record(from, record)?;
+        self.commit()
+    }
+
+    /// Stages one line, written by the next [`Journal::commit`].
+    pub fn stage(&mut self, entry: &Entry) -> Result<()> {
+        serde_json::to_writer(&mut self.staged, entry)
+            .map_err(|e| Error::journal(&self.path, e))?;
+        self.staged.push(b'\n');
+        Ok(())
+    }
+
+    /// Stages a host transition.
+    pub fn stage_record(&mut self, from: Option<HostState>, record: &HostRecord) -> Result<()> {
+        self.stage(&Entry::Host {
             from,
             record: record.clone(),
         })
     }
 
-    /// Forces the file's data to disk (called at the end of a run).
-    pub fn sync(&mut self) -> Result<()> {
+    /// Whether lines wait for a commit.
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Writes the staged lines and syncs the file's data to disk (blocking I/O: async callers run it on a
+    /// blocking thread).
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.staged.is_empty() {
+            self.file
+                .write_all(&self.staged)
+                .map_err(|e| Error::journal(&self.path, e))?;
+            self.staged.clear();
+        }
         self.file
             .sync_data()
             .map_err(|e| Error::journal(&self.path, e))
@@ -285,6 +313,34 @@ mod tests {
         })
         .unwrap();
         assert_eq!(replay(&path).unwrap().resumes, 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        Journal::create(&path, &header()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "journal mode {mode:o}");
+    }
+
+    #[test]
+    fn staged_lines_reach_the_file_only_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut j = Journal::create(&path, &header()).unwrap();
+        j.stage_record(
+            None,
+            &HostRecord::new("aid1", "web-1", Some(Platform::Linux)),
+        )
+        .unwrap();
+        assert!(j.has_staged());
+        assert!(replay(&path).unwrap().hosts.is_empty());
+        j.commit().unwrap();
+        assert!(!j.has_staged());
+        assert_eq!(replay(&path).unwrap().hosts.len(), 1);
     }
 
     #[test]

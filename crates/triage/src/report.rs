@@ -25,6 +25,14 @@ pub struct Summary {
     pub unsuccessful: usize,
     /// Hosts not in a terminal state (the run was left early).
     pub unfinished: usize,
+    /// Commands of this run deleted from offline hosts' queues (launches of hosts that timed out or were
+    /// cancelled while offline).
+    #[serde(default)]
+    pub queued_deleted: usize,
+    /// Hosts that may still have a launch of this run in Falcon's offline queue (the run was left, or a
+    /// delete failed): it runs if the host reconnects within 7 days.
+    #[serde(default)]
+    pub queued_left: usize,
     /// The exit code `falcon-triage` returns for this report.
     pub exit_code: i32,
 }
@@ -93,6 +101,8 @@ impl Report {
             succeeded,
             unsuccessful: hosts.len() - succeeded - unfinished,
             unfinished,
+            queued_deleted: hosts.iter().map(|h| h.queued_deleted as usize).sum(),
+            queued_left: hosts.iter().filter(|h| h.queued_left).count(),
             exit_code: exit_code(&c),
         };
         Report { summary, hosts }
@@ -142,10 +152,23 @@ impl Report {
         } else {
             parts.join(", ")
         };
-        format!(
+        let mut line = format!(
             "job {}: {} hosts: {}",
             self.summary.job, self.summary.total, parts
-        )
+        );
+        if self.summary.queued_deleted > 0 {
+            line.push_str(&format!(
+                "; {} queued launches deleted",
+                self.summary.queued_deleted
+            ));
+        }
+        if self.summary.queued_left > 0 {
+            line.push_str(&format!(
+                "; {} hosts still have a queued launch (it runs if they reconnect within 7 days)",
+                self.summary.queued_left
+            ));
+        }
+        line
     }
 }
 

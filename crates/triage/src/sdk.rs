@@ -6,7 +6,7 @@ use std::time::Duration;
 use falcon_sdk::FalconClient;
 use futures::TryStreamExt;
 
-use crate::api::{BatchSession, FalconApi, HostInfo, HostReply};
+use crate::api::{BatchSession, FalconApi, HostInfo, HostReply, QueuedCommand};
 use crate::error::{Error, Result};
 
 /// The Falcon SDK client as the orchestrator's [`FalconApi`].
@@ -50,10 +50,17 @@ fn reply(r: &falcon_sdk::rtr::HostResult) -> HostReply {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct AlertsEnvelope {
-    #[serde(default)]
-    resources: Option<Vec<serde_json::Value>>,
+/// Session ids per queued-session lookup. Falcon documents no limit for `RTR_ListQueuedSessions`; 100 is
+/// the smallest entity-lookup limit of the API, so it is safe whatever the real one is.
+const QUEUED_LOOKUP_CHUNK: usize = 100;
+
+/// Whether a queued command still waits for its host: `PENDING` (any case), or no status at all while not
+/// deleted (tolerant: the other status values are unverified).
+fn queued_pending(c: &falcon_sdk::rtr::QueuedCommand) -> bool {
+    match &c.status {
+        Some(s) => s.eq_ignore_ascii_case("pending"),
+        None => c.deleted_at.as_deref().is_none_or(str::is_empty),
+    }
 }
 
 impl FalconApi for SdkApi {
@@ -101,23 +108,17 @@ impl FalconApi for SdkApi {
     }
 
     async fn alert_device_ids(&self, composite_ids: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in composite_ids.chunks(1000) {
-            let env: AlertsEnvelope = self
-                .client
-                .post(
-                    "/alerts/entities/alerts/v2",
-                    &(),
-                    &serde_json::json!({ "composite_ids": chunk }),
-                )
-                .await
-                .map_err(|e| falcon_error("get alerts", e))?;
-            for a in env.resources.unwrap_or_default() {
-                if let Some(id) = a.pointer("/device/device_id").and_then(|v| v.as_str()) {
-                    out.push(id.to_string());
-                }
-            }
-        }
+        let alerts = self
+            .client
+            .alerts()
+            .get(composite_ids)
+            .await
+            .map_err(|e| falcon_error("get alerts", e))?;
+        let mut out: Vec<String> = alerts
+            .into_iter()
+            .filter_map(|a| a.device.map(|d| d.device_id))
+            .filter(|id| !id.is_empty())
+            .collect();
         out.sort();
         out.dedup();
         Ok(out)
@@ -127,14 +128,19 @@ impl FalconApi for SdkApi {
         &self,
         ids: &[String],
         queue_offline: bool,
+        existing_batch: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<BatchSession>> {
-        let init = self
+        let mut init = self
             .client
             .rtr()
             .batch_init(ids)
             .queue_offline(queue_offline)
-            .timeout(timeout)
+            .timeout(timeout);
+        if let Some(b) = existing_batch {
+            init = init.existing_batch_id(b);
+        }
+        let init = init
             .send()
             .await
             .map_err(|e| falcon_error("batch session init", e))?;
@@ -178,6 +184,58 @@ impl FalconApi for SdkApi {
             .iter()
             .map(|(aid, r)| (aid.clone(), reply(r)))
             .collect())
+    }
+
+    async fn queued_commands(
+        &self,
+        session_ids: &[String],
+        marker: &str,
+    ) -> Result<Vec<QueuedCommand>> {
+        let mut out = Vec::new();
+        for chunk in session_ids.chunks(QUEUED_LOOKUP_CHUNK) {
+            let sessions = self
+                .client
+                .rtr()
+                .queued_sessions(chunk)
+                .await
+                .map_err(|e| falcon_error("queued sessions", e))?;
+            for s in sessions {
+                for c in &s.commands {
+                    if !c
+                        .command_string
+                        .as_deref()
+                        .is_some_and(|cmd| cmd.contains(marker))
+                    {
+                        continue;
+                    }
+                    out.push(QueuedCommand {
+                        session_id: s.id.clone(),
+                        device_id: s.aid.clone(),
+                        cloud_request_id: c.cloud_request_id.clone(),
+                        pending: queued_pending(c),
+                        status: c.status.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_queued_command(
+        &self,
+        session_id: &str,
+        cloud_request_id: &str,
+    ) -> Result<bool> {
+        match self
+            .client
+            .rtr()
+            .delete_queued_command(session_id, cloud_request_id)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.status() == Some(falcon_sdk::StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(falcon_error("delete queued command", e)),
+        }
     }
 
     async fn batch_refresh(&self, batch_id: &str, timeout: Duration) -> Result<()> {

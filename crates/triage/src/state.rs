@@ -126,6 +126,18 @@ pub struct HostRecord {
     /// Last collector log line seen (redacted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_log: Option<String>,
+    /// The queued session holding this host's launch while it waits offline (read through the
+    /// queued-session API; kept so `resume` follows the same queued launch instead of sending another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_session: Option<String>,
+    /// Commands of this run deleted from the host's offline queue (its launch, when it ended `timed_out`
+    /// or `cancelled` before reconnecting).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_deleted: u32,
+    /// Whether a command of this run may still wait in the host's offline queue (the delete failed, or the
+    /// run was left with the host still queued): it runs if the host reconnects within 7 days.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued_left: bool,
     /// When the state last changed.
     pub updated: chrono::DateTime<chrono::Utc>,
 }
@@ -146,9 +158,16 @@ impl HostRecord {
             launched_at: None,
             pid: None,
             last_log: None,
+            queued_session: None,
+            queued_deleted: 0,
+            queued_left: false,
             updated: chrono::Utc::now(),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Reason classes (the part before `:` in [`HostRecord::reason`]), documented in `docs/triage.md`.
@@ -175,6 +194,9 @@ pub mod reason {
     pub const OFFLINE: &str = "offline";
     /// The collector still ran at the deadline.
     pub const STILL_RUNNING: &str = "still_running";
+    /// Every command sent to the host since its launch timed out (`50401`) or found it offline: nothing
+    /// is known of its collector.
+    pub const NO_ANSWER: &str = "no_answer";
     /// The user stopped the run before this host was launched.
     pub const STOPPED: &str = "stopped_by_user";
 }

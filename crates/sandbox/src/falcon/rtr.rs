@@ -139,6 +139,10 @@ pub(crate) struct Rtr {
     next_file: u64,
     put_files: Vec<LibFile>,
     scripts: Vec<LibFile>,
+    /// Commands ever queued for each offline host (what a reconnecting laptop runs), deleted ones included.
+    queued_per_host: HashMap<String, u64>,
+    /// Queued commands deleted through the API, per host.
+    deleted_per_host: HashMap<String, u64>,
     pub(crate) jobs: Jobs,
 }
 
@@ -791,7 +795,9 @@ async fn delete_queued_command(State(sim): State<Shared>, Query(q): Q) -> Respon
     if let Some(s) = rtr.sessions.get_mut(&session) {
         s.commands.retain(|c| c != &req);
     }
-    rtr.commands.remove(&req);
+    if let Some(c) = rtr.commands.remove(&req) {
+        *rtr.deleted_per_host.entry(c.aid).or_default() += 1;
+    }
     wire::ok(StatusCode::OK, POWERED_BY, json!([]))
 }
 
@@ -839,6 +845,13 @@ fn execute(
         false
     } else if session.offline_queued {
         rtr.pending.push(cmd.cloud_request_id.clone());
+        *rtr.queued_per_host
+            .entry(host.device_id.clone())
+            .or_default() += 1;
+        // adding a command extends the queued session's life (rtr-triage.md 2.2, "Offline hosts")
+        if let Some(s) = rtr.sessions.get_mut(&session.id) {
+            s.expires = s.expires.max(now + QUEUED_TTL);
+        }
         true
     } else {
         return Err((40401, "Could not establish sensor comms".into()));
@@ -1616,7 +1629,7 @@ pub(crate) fn dump(sim: &Sim) -> Value {
         .collect();
     let sessions = rtr.sessions.values().filter(|s| live(s, now)).count();
     json!({"jobs": jobs, "live_sessions": sessions, "batches": rtr.batches.len(), "pending_commands": rtr.pending.len(),
-           "commands": rtr.commands.len()})
+           "commands": rtr.commands.len(), "queued_per_host": rtr.queued_per_host, "deleted_per_host": rtr.deleted_per_host})
 }
 
 /// Control: kill running jobs of hosts (they become `vanished`).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use falcon_sdk::FalconClient;
 use sandbox::{Sandbox, SandboxConfig};
 use secrecy::SecretString;
-use triage::api::{BatchSession, FalconApi, HostInfo, HostReply};
+use triage::api::{BatchSession, FalconApi, HostInfo, HostReply, QueuedCommand};
 use triage::sdk::SdkApi;
 use triage::{CadoClient, HostRecord, Platform, RunSettings, Selection};
 
@@ -150,10 +150,11 @@ impl<A: FalconApi> FalconApi for Counting<A> {
         &self,
         ids: &[String],
         q: bool,
+        existing: Option<&str>,
         t: Duration,
     ) -> triage::Result<Vec<BatchSession>> {
         self.count("batch_init");
-        self.inner.batch_init(ids, q, t).await
+        self.inner.batch_init(ids, q, existing, t).await
     }
     async fn batch_admin_command(
         &self,
@@ -175,6 +176,18 @@ impl<A: FalconApi> FalconApi for Counting<A> {
         self.inner
             .batch_admin_command(batch_id, base, cmd, hosts, t)
             .await
+    }
+    async fn queued_commands(
+        &self,
+        sessions: &[String],
+        marker: &str,
+    ) -> triage::Result<Vec<QueuedCommand>> {
+        self.count("queued_commands");
+        self.inner.queued_commands(sessions, marker).await
+    }
+    async fn delete_queued_command(&self, session: &str, id: &str) -> triage::Result<bool> {
+        self.count("delete_queued_command");
+        self.inner.delete_queued_command(session, id).await
     }
     async fn batch_refresh(&self, batch_id: &str, t: Duration) -> triage::Result<()> {
         self.count("refresh");

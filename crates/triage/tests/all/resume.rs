@@ -1,6 +1,6 @@
 //! A run killed mid-way resumes from its journal without a second launch on any launched host.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use triage::{CadoOptions, HostState, JobId, Run, RunSettings};
 
@@ -23,13 +23,25 @@ async fn resume_after_a_kill_mid_run_launches_nothing_twice() {
         max_concurrent: Some(120),
         ..fast_settings(40)
     };
-    // "kill": drop the run future mid-way (no cleanup code runs, as with SIGKILL; every journal line was
-    // flushed when written)
+    // "kill": drop the run future once some hosts are launched while others wait for a slot (no cleanup
+    // code runs, as with SIGKILL; every journal line was synced before the progress event)
+    let mid_run = Arc::new(tokio::sync::Notify::new());
+    let signal = mid_run.clone();
     let run = Run::new(&env.api, job.clone(), settings)
         .collector(set.clone())
+        .on_progress(move |p| {
+            if p.phase == "launched"
+                && p.counts[&HostState::Launched] > 0
+                && p.counts[&HostState::Session] > 0
+            {
+                signal.notify_one();
+            }
+        })
         .start(hosts, &journal);
-    let killed = tokio::time::timeout(Duration::from_millis(700), run).await;
-    assert!(killed.is_err(), "the run should still be going when killed");
+    tokio::select! {
+        r = run => panic!("the run ended before the kill: {:?}", r.map(|o| o.report.summary)),
+        _ = mid_run.notified() => {}
+    }
     let before = triage::journal::replay(&journal).unwrap();
     assert!(!before.finished);
     let launched_before: Vec<String> = before

@@ -1,0 +1,50 @@
+//! Verification after a clean exit: the capture's arrival in the Cado project (when checked).
+
+use tokio::time::Instant;
+
+use super::{Engine, human};
+use crate::api::FalconApi;
+use crate::cado::capture_arrived;
+use crate::error::Result;
+use crate::state::{HostState, reason};
+
+impl<A: FalconApi> Engine<'_, A> {
+    pub(super) async fn check_captures(&mut self) -> Result<()> {
+        let waiting: Vec<(usize, Instant)> = (0..self.hosts.len())
+            .filter_map(|i| self.track[i].awaiting_capture.map(|t| (i, t)))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let (Some(cado), Some(project)) = (self.ctx.cado.clone(), self.ctx.settings.verify_project)
+        else {
+            return Ok(());
+        };
+        self.stats.capture_checks += 1;
+        let pipelines = match cado.pipelines(project).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "listing cado pipelines failed; next round");
+                Vec::new()
+            }
+        };
+        let grace = self.ctx.settings.capture_grace;
+        for (i, since) in waiting {
+            let h = &self.hosts[i];
+            if let Some(id) = capture_arrived(&pipelines, &h.hostname, h.launched_at) {
+                self.track[i].awaiting_capture = None;
+                tracing::debug!(hostname = %h.hostname, pipeline = id, "capture arrived");
+                self.set(i, HostState::Succeeded, None)?;
+            } else if since.elapsed() > grace {
+                self.track[i].awaiting_capture = None;
+                let why = format!(
+                    "{}: collector exited 0 but no Cado pipeline for this host within {}",
+                    reason::NO_CAPTURE,
+                    human(grace)
+                );
+                self.set(i, HostState::Failed, Some(why))?;
+            }
+        }
+        self.commit().await
+    }
+}
