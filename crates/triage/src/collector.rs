@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::evidence::{EvidenceRules, GIB, MIB, S3_SINGLE_UPLOAD_LIMIT};
 use crate::platform::{JobId, Platform};
 use crate::redact::Redactor;
 
@@ -125,6 +126,24 @@ impl CadoOptions {
     }
 }
 
+/// Evidence rules for Cado Host in `mode`: the archive `cado-host-capture-*.tar.lz4` (older builds: a
+/// `.zip`), at least 1 MiB (one default Windows capture was 139 MB, `reference/cado-host.md` 2.7), at most the
+/// 5 GB single-upload limit of S3 (2.4), and free space for the capture before launch.
+pub fn cado_rules(mode: CollectionMode) -> EvidenceRules {
+    EvidenceRules {
+        archive_globs: vec!["cado-host-capture-*.tar.lz4".into(), "*.zip".into()],
+        min_bytes: MIB,
+        max_bytes: Some(S3_SINGLE_UPLOAD_LIMIT),
+        required_files: Vec::new(),
+        min_free_bytes: match mode {
+            CollectionMode::Light => GIB,
+            CollectionMode::Default => 2 * GIB,
+            // max has no size limit: room for an archive at the upload limit
+            CollectionMode::Max => 6 * GIB,
+        },
+    }
+}
+
 /// Single-quotes a word for POSIX `sh`.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -140,6 +159,7 @@ pub fn ps_quote(s: &str) -> String {
 pub struct CollectorSet {
     label: String,
     commands: BTreeMap<Platform, SecretString>,
+    rules: BTreeMap<Platform, EvidenceRules>,
     redactor: Redactor,
 }
 
@@ -148,13 +168,15 @@ impl std::fmt::Debug for CollectorSet {
         f.debug_struct("CollectorSet")
             .field("label", &self.label)
             .field("platforms", &self.commands.keys().collect::<Vec<_>>())
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
 
 impl CollectorSet {
     /// A set from ready commands (e.g. answered by the Cado API). Every command and every extra secret is
-    /// registered with the redactor.
+    /// registered with the redactor. Evidence rules start as [`EvidenceRules::template_default`]; set them
+    /// with [`CollectorSet::with_rules`].
     pub fn from_commands(
         label: impl Into<String>,
         commands: BTreeMap<Platform, SecretString>,
@@ -164,9 +186,14 @@ impl CollectorSet {
         for s in extra_secrets {
             redactor.add_with_decoded(s);
         }
+        let rules = commands
+            .keys()
+            .map(|&p| (p, EvidenceRules::template_default()))
+            .collect();
         CollectorSet {
             label: label.into(),
             commands,
+            rules,
             redactor,
         }
     }
@@ -254,11 +281,15 @@ impl CollectorSet {
                 SecretString::from(cmd.split_whitespace().collect::<Vec<_>>().join(" ")),
             );
         }
-        Ok(CollectorSet::from_commands(
+        let mut set = CollectorSet::from_commands(
             format!("cado-host {version} (pre-signed)"),
             commands,
             std::slice::from_ref(presigned_data),
-        ))
+        );
+        for &p in platforms {
+            set = set.with_rules(p, cado_rules(options.mode));
+        }
+        Ok(set)
     }
 
     /// Commands from user templates, one per platform. Placeholders: `{job}` (job id), `{workdir}` (the
@@ -281,6 +312,20 @@ impl CollectorSet {
         }
         let extra: Vec<SecretString> = secret.into_iter().cloned().collect();
         Ok(CollectorSet::from_commands(label, commands, &extra))
+    }
+
+    /// Replaces the evidence rules of `platform` (ignored for a platform the set has no command for).
+    pub fn with_rules(mut self, platform: Platform, rules: EvidenceRules) -> CollectorSet {
+        if self.commands.contains_key(&platform) {
+            self.rules.insert(platform, rules);
+        }
+        self
+    }
+
+    /// The evidence rules for `platform`: free space before launch, archive size bounds and required files
+    /// after exit.
+    pub fn rules(&self, platform: Platform) -> Option<&EvidenceRules> {
+        self.rules.get(&platform)
     }
 
     /// A label for reports and the journal (no secret).
@@ -547,5 +592,40 @@ mod tests {
         assert_eq!(v["as_super"], true);
         assert_eq!(v["groups"][0], "processes");
         assert_eq!(o.to_api_options(Platform::Windows)["as_super"], false);
+    }
+
+    #[test]
+    fn evidence_rules_per_collector_and_platform() {
+        let set = CollectorSet::cado_presigned(
+            &SecretString::from("abcd1234"),
+            "v3.7.0",
+            DEFAULT_DOWNLOAD_BASE,
+            &CadoOptions {
+                mode: CollectionMode::Max,
+                ..Default::default()
+            },
+            &[Platform::Linux, Platform::Windows],
+            &job(),
+        )
+        .unwrap();
+        let r = set.rules(Platform::Linux).unwrap();
+        assert_eq!(r.max_bytes, Some(5_000_000_000));
+        assert_eq!(r.min_bytes, MIB);
+        assert_eq!(r.min_free_bytes, 6 * GIB);
+        assert_eq!(set.rules(Platform::Windows), Some(r));
+        assert_eq!(set.rules(Platform::Mac), None);
+
+        let mut t = BTreeMap::new();
+        t.insert(Platform::Linux, "./uac -p ir_triage .".to_string());
+        let custom = EvidenceRules {
+            required_files: vec!["uac-*.log".into()],
+            ..EvidenceRules::template_default()
+        };
+        let set = CollectorSet::from_templates("uac", &t, None, &job())
+            .unwrap()
+            .with_rules(Platform::Linux, custom.clone())
+            .with_rules(Platform::Windows, EvidenceRules::template_default());
+        assert_eq!(set.rules(Platform::Linux), Some(&custom));
+        assert_eq!(set.rules(Platform::Windows), None, "no windows command");
     }
 }

@@ -766,6 +766,16 @@ impl<'a, A: FalconApi> Engine<'a, A> {
                 h.launched_at.get_or_insert(now);
                 self.set(i, HostState::Launched, None)
             }
+            LaunchAnswer::NoSpace {
+                free_bytes,
+                required_bytes,
+            } => self.set(
+                i,
+                HostState::Failed,
+                Some(format!(
+                    "no_space: {free_bytes} bytes free on the job directory's volume, {required_bytes} required"
+                )),
+            ),
             LaunchAnswer::Error { reason: r } => self.set(
                 i,
                 HostState::Failed,
@@ -953,6 +963,13 @@ impl<'a, A: FalconApi> Engine<'a, A> {
                 Some(format!(
                     "{}: no work directory markers on the host after the launch",
                     reason::MARKERS_MISSING
+                )),
+            ),
+            Status::Untrusted { reason: r } => self.set(
+                i,
+                HostState::Failed,
+                Some(format!(
+                    "untrusted: job directory markers fail the owner/mode check ({r})"
                 )),
             ),
             Status::Unrecognised => {
