@@ -160,6 +160,7 @@ pub struct CollectorSet {
     label: String,
     commands: BTreeMap<Platform, SecretString>,
     rules: BTreeMap<Platform, EvidenceRules>,
+    secret_file: Option<SecretString>,
     redactor: Redactor,
 }
 
@@ -194,6 +195,7 @@ impl CollectorSet {
             label: label.into(),
             commands,
             rules,
+            secret_file: None,
             redactor,
         }
     }
@@ -292,9 +294,18 @@ impl CollectorSet {
         Ok(set)
     }
 
-    /// Commands from user templates, one per platform. Placeholders: `{job}` (job id), `{workdir}` (the
-    /// per-job work directory), `{secret}` (the template secret, e.g. a pre-signed URL, redacted in every
-    /// printed form), `{{` and `}}` for literal braces. Unknown placeholders are an error.
+    /// Commands from user templates, one per platform. Placeholders:
+    ///
+    /// - `{job}`: the job id; `{workdir}`: the per-job work directory;
+    /// - `{secret}`: the template secret (e.g. a pre-signed URL) as one word quoted for the platform's shell
+    ///   (`'...'` for sh, `'...'` with doubled quotes for PowerShell): do not quote it again;
+    /// - `{secret_raw}`: the secret pasted as is, for the rare collector that needs it inside its own quoting;
+    /// - `{secret_file}`: the path of an owner-only file in the work directory holding the secret, for
+    ///   collectors that can read it from a file (or `< {secret_file}` for standard input), so it stays off
+    ///   every command line;
+    /// - `{{` and `}}` for literal braces.
+    ///
+    /// The secret is redacted in every printed form. Unknown placeholders are an error.
     pub fn from_templates(
         label: impl Into<String>,
         templates: &BTreeMap<Platform, String>,
@@ -305,13 +316,58 @@ impl CollectorSet {
             return Err(Error::invalid("collector templates", "no template given"));
         }
         let mut commands = BTreeMap::new();
+        let mut uses_file = false;
         for (&p, t) in templates {
-            let text = expand_template(t, p, secret, job)
+            let expanded = expand_template(t, p, secret, job)
                 .map_err(|e| Error::invalid(format!("collector template for {p}"), e))?;
-            commands.insert(p, SecretString::from(text));
+            uses_file |= expanded.uses_secret_file;
+            commands.insert(p, SecretString::from(expanded.text));
         }
-        let extra: Vec<SecretString> = secret.into_iter().cloned().collect();
-        Ok(CollectorSet::from_commands(label, commands, &extra))
+        let mut extra: Vec<SecretString> = Vec::new();
+        if let Some(s) = secret {
+            // the quoted forms differ from the raw value when the secret holds a quote
+            extra.push(SecretString::from(sh_quote(s.expose_secret())));
+            extra.push(SecretString::from(ps_quote(s.expose_secret())));
+            extra.push(s.clone());
+        }
+        let mut set = CollectorSet::from_commands(label, commands, &extra);
+        if uses_file {
+            set.secret_file = secret.cloned();
+        }
+        Ok(set)
+    }
+
+    /// The launch script for `platform` (`docs/collector-protocol.md`), secret: it holds the command.
+    pub fn launch_script(&self, platform: Platform, job: &JobId) -> Option<SecretString> {
+        let command = self.commands.get(&platform)?;
+        let rules = self.rules.get(&platform)?;
+        Some(crate::script::launch_script(
+            platform,
+            job,
+            crate::script::Launch {
+                command,
+                rules,
+                secret_file: self.secret_file.as_ref(),
+            },
+        ))
+    }
+
+    /// The launch script for `platform` with the command and the secret file replaced by their redacted
+    /// forms, for display (dry run).
+    pub fn launch_script_redacted(&self, platform: Platform, job: &JobId) -> Option<String> {
+        let command = SecretString::from(self.display(platform)?);
+        let rules = self.rules.get(&platform)?;
+        let hidden = SecretString::from(crate::redact::REDACTED);
+        let script = crate::script::launch_script(
+            platform,
+            job,
+            crate::script::Launch {
+                command: &command,
+                rules,
+                secret_file: self.secret_file.as_ref().map(|_| &hidden),
+            },
+        );
+        Some(self.redactor.redact(script.expose_secret()))
     }
 
     /// Replaces the evidence rules of `platform` (ignored for a platform the set has no command for).
@@ -361,14 +417,25 @@ impl CollectorSet {
     }
 }
 
+struct Expanded {
+    text: String,
+    uses_secret_file: bool,
+}
+
 fn expand_template(
     t: &str,
     p: Platform,
     secret: Option<&SecretString>,
     job: &JobId,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<Expanded, String> {
     let mut out = String::with_capacity(t.len() + 64);
+    let mut uses_secret_file = false;
     let mut chars = t.char_indices().peekable();
+    let quote = |s: &str| match p {
+        Platform::Windows => ps_quote(s),
+        Platform::Linux | Platform::Mac => sh_quote(s),
+    };
+    let sep = if p == Platform::Windows { '\\' } else { '/' };
     while let Some((i, c)) = chars.next() {
         match c {
             '{' if matches!(chars.peek(), Some((_, '{'))) => {
@@ -384,16 +451,23 @@ fn expand_template(
                     .find('}')
                     .ok_or_else(|| format!("unclosed `{{` at byte {i}"))?;
                 let name = &t[i + 1..i + end];
+                let needs_secret = || {
+                    secret
+                        .ok_or_else(|| format!("uses {{{name}}} but no template secret was given"))
+                };
                 match name {
                     "job" => out.push_str(job.as_str()),
                     "workdir" => out.push_str(&p.workdir(job)),
-                    "secret" => match secret {
-                        Some(s) => out.push_str(s.expose_secret()),
-                        None => return Err("uses {secret} but no template secret was given".into()),
-                    },
+                    "secret" => out.push_str(&quote(needs_secret()?.expose_secret())),
+                    "secret_raw" => out.push_str(needs_secret()?.expose_secret()),
+                    "secret_file" => {
+                        needs_secret()?;
+                        uses_secret_file = true;
+                        out.push_str(&quote(&format!("{}{sep}secret", p.workdir(job))));
+                    }
                     other => {
                         return Err(format!(
-                            "unknown placeholder `{{{other}}}` (known: job, workdir, secret)"
+                            "unknown placeholder `{{{other}}}` (known: job, workdir, secret, secret_raw, secret_file)"
                         ));
                     }
                 }
@@ -408,7 +482,10 @@ fn expand_template(
     if out.trim().is_empty() {
         return Err("the template is empty".into());
     }
-    Ok(out)
+    Ok(Expanded {
+        text: out,
+        uses_secret_file,
+    })
 }
 
 #[cfg(test)]
@@ -541,6 +618,9 @@ mod tests {
         );
     }
 
+    /// A pre-signed S3 URL as AWS issues them: many parameters, `&`, `%`, `=`, `/` in the credential.
+    const PRESIGNED: &str = "https://evidence-bucket.s3.eu-west-1.amazonaws.com/uac/host-1.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261202%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20261202T043000Z&X-Amz-Expires=7200&X-Amz-SignedHeaders=host&X-Amz-Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
+
     #[test]
     fn templates_expand_placeholders_and_hide_the_secret() {
         let mut t = BTreeMap::new();
@@ -553,13 +633,135 @@ mod tests {
         let set = CollectorSet::from_templates("uac", &t, Some(&secret), &job()).unwrap();
         assert_eq!(
             set.command(Platform::Linux).unwrap().expose_secret(),
-            "cd /tmp/cado-host-3f9a1c2e && ./uac -p ir_triage --aws-s3-presigned-url https://bucket.example/k?X-Amz-Signature=abcdef out-3f9a1c2e {x}"
+            "cd /tmp/cado-host-3f9a1c2e && ./uac -p ir_triage --aws-s3-presigned-url 'https://bucket.example/k?X-Amz-Signature=abcdef' out-3f9a1c2e {x}"
         );
         assert_eq!(
             set.display(Platform::Linux).unwrap(),
             "cd /tmp/cado-host-3f9a1c2e && ./uac -p ir_triage --aws-s3-presigned-url <redacted> out-3f9a1c2e {x}"
         );
         assert_eq!(set.platforms(), vec![Platform::Linux]);
+    }
+
+    /// Runs `command` through a real shell, in a directory holding a script `uac` that prints its arguments
+    /// one per line.
+    fn argv_through(shell: &str, command: &str) -> Vec<String> {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("uac"),
+            "for a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new(shell)
+            .arg("-c")
+            .arg(command)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{shell}");
+        assert!(out.status.success(), "{shell}: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `{secret}` arrives as one intact argument, through `sh` and `bash`, for a real pre-signed URL and for
+    /// a secret holding quotes; `{secret_raw}` is pasted as is.
+    #[test]
+    fn the_secret_reaches_the_collector_intact() {
+        let mut t = BTreeMap::new();
+        t.insert(
+            Platform::Linux,
+            "sh uac -p ir_triage --aws-s3-presigned-url {secret} out-{job}".to_string(),
+        );
+        for secret in [PRESIGNED, "it's \"quoted\" $HOME `id` & done", "a'b"] {
+            let s = SecretString::from(secret);
+            let set = CollectorSet::from_templates("uac", &t, Some(&s), &job()).unwrap();
+            let cmd = set.command(Platform::Linux).unwrap().expose_secret();
+            for shell in ["sh", "bash"] {
+                assert_eq!(
+                    argv_through(shell, cmd),
+                    vec![
+                        "[-p]".to_string(),
+                        "[ir_triage]".into(),
+                        "[--aws-s3-presigned-url]".into(),
+                        format!("[{secret}]"),
+                        "[out-3f9a1c2e]".into(),
+                    ],
+                    "{shell}"
+                );
+            }
+            // nothing of it is shown
+            let shown = set.display(Platform::Linux).unwrap();
+            assert!(!shown.contains("X-Amz-Signature=5d67"), "{shown}");
+            assert!(!shown.contains("quoted"), "{shown}");
+            assert!(
+                !shown.contains("a'b") && !shown.contains(r"a'\''b"),
+                "{shown}"
+            );
+        }
+        // `{secret_raw}` pastes it as is
+        let mut raw = BTreeMap::new();
+        raw.insert(
+            Platform::Linux,
+            "sh uac --aws-s3-presigned-url \"{secret_raw}\"".to_string(),
+        );
+        let s = SecretString::from(PRESIGNED);
+        let set = CollectorSet::from_templates("uac", &raw, Some(&s), &job()).unwrap();
+        assert_eq!(
+            set.command(Platform::Linux).unwrap().expose_secret(),
+            format!("sh uac --aws-s3-presigned-url \"{PRESIGNED}\"")
+        );
+        // PowerShell quoting doubles single quotes
+        let mut win = BTreeMap::new();
+        win.insert(Platform::Windows, "& kape.exe --s3url {secret}".to_string());
+        let s = SecretString::from("https://x/y?a=1&b='2'");
+        let set = CollectorSet::from_templates("kape", &win, Some(&s), &job()).unwrap();
+        let cmd = set
+            .command(Platform::Windows)
+            .unwrap()
+            .expose_secret()
+            .to_string();
+        assert_eq!(cmd, "& kape.exe --s3url 'https://x/y?a=1&b=''2'''");
+        crate::script::tests::assert_powershell_parses("kape template", &cmd);
+    }
+
+    #[test]
+    fn the_secret_file_placeholder() {
+        let mut t = BTreeMap::new();
+        t.insert(
+            Platform::Linux,
+            "./collector --creds {secret_file}".to_string(),
+        );
+        t.insert(
+            Platform::Windows,
+            "& .\\collector.exe --creds {secret_file}".to_string(),
+        );
+        let s = SecretString::from("k=v&x=y");
+        let set = CollectorSet::from_templates("c", &t, Some(&s), &job()).unwrap();
+        assert_eq!(
+            set.command(Platform::Linux).unwrap().expose_secret(),
+            "./collector --creds '/tmp/cado-host-3f9a1c2e/secret'"
+        );
+        assert_eq!(
+            set.command(Platform::Windows).unwrap().expose_secret(),
+            "& .\\collector.exe --creds 'C:\\Windows\\Temp\\cado-host-3f9a1c2e\\secret'"
+        );
+        // the launch script writes the file; its display hides the content
+        let launch = set.launch_script(Platform::Linux, &job()).unwrap();
+        assert!(
+            launch
+                .expose_secret()
+                .contains("printf '%s' 'k=v&x=y' > \"$d/secret\"")
+        );
+        let shown = set.launch_script_redacted(Platform::Linux, &job()).unwrap();
+        assert!(!shown.contains("k=v&x=y"), "{shown}");
+        let win = set
+            .launch_script_redacted(Platform::Windows, &job())
+            .unwrap();
+        crate::script::tests::assert_powershell_parses("windows launch (redacted)", &win);
+        assert!(CollectorSet::from_templates("c", &t, None, &job()).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::platform::{JobId, Platform};
 use crate::probe::{LaunchAnswer, Status, parse_launch, parse_status};
 use crate::redact::Redactor;
 use crate::report::{Report, counts};
-use crate::script::{launch_script, runscript_command, status_probe};
+use crate::script::{runscript_command, status_probe};
 use crate::state::{HostRecord, HostState, reason};
 
 /// Hosts per RTR batch session (Falcon's limit).
@@ -690,10 +690,9 @@ impl<'a, A: FalconApi> Engine<'a, A> {
             }
         }
         for ((b, p), members) in groups {
-            let Some(cmd) = collector.command(p) else {
+            let Some(script) = collector.launch_script(p, &self.job) else {
                 continue;
             };
-            let script = launch_script(p, &self.job, cmd);
             let command_string = runscript_command(
                 script.expose_secret(),
                 timeout_secs(self.settings.rtr_timeout),
