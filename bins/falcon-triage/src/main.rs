@@ -181,6 +181,7 @@ fn cado_options(a: &CollectorArgs) -> CadoOptions {
         additional_files: a.additional_files.clone(),
         skip_ssl_verify: a.skip_ssl_verify,
         verbose: a.collector_verbose,
+        cli: a.cado_cli,
     }
 }
 

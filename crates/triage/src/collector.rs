@@ -45,6 +45,55 @@ impl std::str::FromStr for CollectionMode {
     }
 }
 
+/// The two command-line forms of Cado Host (`reference/cado-host.md` 1.1-1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CadoCli {
+    /// The flat form of v1.x and older builds: `cado-host --presigned_data DATA [-l] [--skip_linux_memory]
+    /// [--get_windows_memory] [--include_large_varc] [-a ...] [-o FILE] [--no_cleanup]`, collect and upload in
+    /// one process.
+    Flat,
+    /// The current form (documented since 2025-03, seen with v3.7.0): `cado-host [--verbose] capture
+    /// [options] --output_path FILE`, then `cado-host upload --presigned_data DATA --capture_path FILE`.
+    Subcommands,
+    /// Decided on the host: `cado-host --help` listing `capture` means the subcommand form, else the flat
+    /// one. For the 2.x versions, where the reference does not say which form they take.
+    Detect,
+}
+
+impl CadoCli {
+    /// The form a Cado Host version takes: v3 and later the subcommands (v3.7.0 is documented with
+    /// `capture`), v1 and earlier the flat form (v1.4.9 is documented with it), v2.x detected on the host (the
+    /// release that introduced subcommands is not known; the 2.x to 3.x major change is only a guess).
+    pub fn for_version(version: &str) -> CadoCli {
+        let major = version
+            .trim()
+            .trim_start_matches(['v', 'V'])
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok());
+        match major {
+            Some(m) if m >= 3 => CadoCli::Subcommands,
+            Some(2) | None => CadoCli::Detect,
+            Some(_) => CadoCli::Flat,
+        }
+    }
+}
+
+impl std::str::FromStr for CadoCli {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "flat" => Ok(CadoCli::Flat),
+            "subcommands" => Ok(CadoCli::Subcommands),
+            "detect" => Ok(CadoCli::Detect),
+            _ => Err(format!(
+                "unknown cado host cli form `{s}` (expected flat, subcommands or detect)"
+            )),
+        }
+    }
+}
+
 /// Cado Host collection options (the Script Builder's choices).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CadoOptions {
@@ -62,6 +111,10 @@ pub struct CadoOptions {
     pub skip_ssl_verify: bool,
     /// Verbose collector logging.
     pub verbose: bool,
+    /// The command-line form to build for pre-signed data; `None`: from the version
+    /// ([`CadoCli::for_version`]).
+    #[serde(default)]
+    pub cli: Option<CadoCli>,
 }
 
 impl CadoOptions {
@@ -80,8 +133,37 @@ impl CadoOptions {
         })
     }
 
-    /// Cado Host command-line flags for `platform` (current CLI names; see `docs/triage.md`).
-    fn flags(&self, platform: Platform, quote: fn(&str) -> String) -> String {
+    /// Warnings to show before launch: options that can make an archive exceed the 5 GB single-upload limit
+    /// of S3 (`reference/cado-host.md` 2.4), where the upload then fails after the whole collection ran.
+    pub fn size_warnings(&self, platforms: &[Platform]) -> Vec<String> {
+        let limit = "the 5 GB upload limit of S3";
+        let mut w = Vec::new();
+        if self.mode == CollectionMode::Max {
+            w.push(format!(
+                "collection mode max has no file size limit: archives can exceed {limit} and fail to upload \
+                 (Cado: \"more likely to fail upload because of size\")"
+            ));
+        }
+        if self.extended_memory && platforms.contains(&Platform::Linux) {
+            w.push(format!(
+                "extended memory takes open files and process memory above 1 MB on Linux: archives can exceed {limit}"
+            ));
+        }
+        if self.memory && platforms.contains(&Platform::Windows) {
+            w.push(format!(
+                "memory on Windows takes every process regardless of size: archives can exceed {limit}"
+            ));
+        }
+        if !self.additional_files.is_empty() && self.mode != CollectionMode::Light {
+            w.push(format!(
+                "additional files are collected whole (no 10 MB limit outside light mode): large ones can exceed {limit}"
+            ));
+        }
+        w
+    }
+
+    /// `capture` options of the subcommand form for `platform`.
+    fn capture_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Vec<String> {
         let mut f = Vec::new();
         match self.mode {
             CollectionMode::Default => {}
@@ -90,40 +172,193 @@ impl CadoOptions {
         }
         match platform {
             Platform::Windows if self.memory => f.push("--include_memory".into()),
-            Platform::Linux | Platform::Mac if !self.memory => f.push("--skip_memory".into()),
+            Platform::Linux if !self.memory => f.push("--skip_memory".into()),
             _ => {}
         }
-        if self.extended_memory && platform != Platform::Windows {
+        if self.extended_memory && platform == Platform::Linux {
             f.push("--include_large_memory".into());
         }
         if !self.groups.is_empty() {
-            f.push(format!(
-                "--groups {}",
-                self.groups
-                    .iter()
-                    .map(|g| quote(g))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ));
+            f.push(format!("--groups {}", quoted_list(&self.groups, quote)));
         }
         if !self.additional_files.is_empty() {
             f.push(format!(
                 "--additional_files {}",
-                self.additional_files
-                    .iter()
-                    .map(|g| quote(g))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                quoted_list(&self.additional_files, quote)
             ));
         }
+        f
+    }
+
+    /// Options of the flat (v1.x) form for `platform`; an option that form does not have is an error.
+    fn flat_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Result<Vec<String>> {
+        let unsupported = |what: &str| {
+            Error::invalid(
+                "cado host options",
+                format!(
+                    "{what} is not available in the flat command line of Cado Host before the `capture` subcommand; use a v3 version or --cado-cli subcommands"
+                ),
+            )
+        };
+        let mut f = Vec::new();
+        match self.mode {
+            CollectionMode::Default => {}
+            CollectionMode::Light => f.push("--light_mode".to_string()),
+            CollectionMode::Max => return Err(unsupported("collection mode max")),
+        }
+        if !self.groups.is_empty() {
+            return Err(unsupported("--groups"));
+        }
         if self.skip_ssl_verify {
-            f.push("--skip_ssl_verify".into());
+            return Err(unsupported("skip ssl verification"));
+        }
+        match platform {
+            Platform::Windows if self.memory => f.push("--get_windows_memory".into()),
+            Platform::Linux if !self.memory => f.push("--skip_linux_memory".into()),
+            _ => {}
+        }
+        if self.extended_memory && platform == Platform::Linux {
+            f.push("--include_large_varc".into());
+        }
+        if !self.additional_files.is_empty() {
+            f.push(format!("-a {}", quoted_list(&self.additional_files, quote)));
         }
         if self.verbose {
             f.push("--verbose".into());
         }
-        f.join(" ")
+        Ok(f)
     }
+}
+
+fn quoted_list(items: &[String], quote: fn(&str) -> String) -> String {
+    items.iter().map(|g| quote(g)).collect::<Vec<_>>().join(" ")
+}
+
+/// The Cado Host command for Linux and macOS (`sh`): download, capture, upload.
+fn cado_sh(
+    url_base: &str,
+    data: &str,
+    o: &CadoOptions,
+    cli: CadoCli,
+    p: Platform,
+    job: &JobId,
+) -> Result<String> {
+    let os = if p == Platform::Linux {
+        "linux/cado-host"
+    } else {
+        "osx/cado-host"
+    };
+    let url = sh_quote(&format!("{url_base}/{os}"));
+    let dataq = sh_quote(data);
+    let download = format!(
+        "cd {wdq} && {{ if command -v curl >/dev/null 2>&1; then curl -sSf -o ./cado-host {url}; \
+         elif command -v wget >/dev/null 2>&1; then wget -q -O ./cado-host {url}; \
+         else echo 'Cado Host has failed: requires curl or wget'; exit 1; fi; }} && chmod +x ./cado-host && \
+         f=\"$PWD/cado-host-capture-$(date +%s)-$(hostname 2>/dev/null | tr -cd 'A-Za-z0-9.-').tar.lz4\" && ",
+        wdq = sh_quote(&p.workdir(job)),
+    );
+    let verbose = if o.verbose { "--verbose " } else { "" };
+    let ssl = if o.skip_ssl_verify {
+        " --skip_ssl_verify"
+    } else {
+        ""
+    };
+    let subcommands = || {
+        let capture = o.capture_flags(p, sh_quote).join(" ");
+        let capture = if capture.is_empty() {
+            String::new()
+        } else {
+            format!("{capture} ")
+        };
+        format!(
+            "./cado-host {verbose}capture {capture}--output_path \"$f\" && \
+             ./cado-host upload --presigned_data {dataq} --capture_path \"$f\" --no_cleanup{ssl}"
+        )
+    };
+    let flat = || -> Result<String> {
+        let flags = o.flat_flags(p, sh_quote)?;
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", flags.join(" "))
+        };
+        Ok(format!(
+            "./cado-host --presigned_data {dataq} {flags}-o \"$f\" --no_cleanup"
+        ))
+    };
+    let run = match cli {
+        CadoCli::Subcommands => subcommands(),
+        CadoCli::Flat => flat()?,
+        CadoCli::Detect => format!(
+            "if ./cado-host --help 2>&1 | grep -q capture; then {}; else {}; fi",
+            subcommands(),
+            flat()?
+        ),
+    };
+    Ok(format!(
+        "{download}{{ {run}; }} || {{ echo 'Cado Host has failed'; exit 1; }}"
+    ))
+}
+
+/// The Cado Host command for Windows (PowerShell): download, capture, upload.
+fn cado_windows(
+    url_base: &str,
+    data: &str,
+    o: &CadoOptions,
+    cli: CadoCli,
+    job: &JobId,
+) -> Result<String> {
+    let wd = Platform::Windows.workdir(job);
+    let exe = ps_quote(&format!("{wd}\\cado-host.exe"));
+    let dataq = ps_quote(data);
+    let head = format!(
+        "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; \
+         Set-Location -LiteralPath {wdq}; \
+         Invoke-WebRequest -UseBasicParsing -Uri {urlq} -OutFile {exe}; \
+         $ErrorActionPreference = 'Continue'; \
+         $f = Join-Path {wdq} ('cado-host-capture-' + [DateTimeOffset]::UtcNow.ToUnixTimeSeconds() + '-' + $env:COMPUTERNAME + '.tar.lz4'); ",
+        wdq = ps_quote(&wd),
+        urlq = ps_quote(&format!("{url_base}/windows/cado-host.exe")),
+    );
+    let verbose = if o.verbose { "--verbose " } else { "" };
+    let ssl = if o.skip_ssl_verify {
+        " --skip_ssl_verify"
+    } else {
+        ""
+    };
+    let subcommands = || {
+        let capture = o.capture_flags(Platform::Windows, ps_quote).join(" ");
+        let capture = if capture.is_empty() {
+            String::new()
+        } else {
+            format!("{capture} ")
+        };
+        format!(
+            "& {exe} {verbose}capture {capture}--output_path $f; \
+             if ($LASTEXITCODE -eq 0) {{ & {exe} upload --presigned_data {dataq} --capture_path $f --no_cleanup{ssl} }}"
+        )
+    };
+    let flat = || -> Result<String> {
+        let flags = o.flat_flags(Platform::Windows, ps_quote)?;
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", flags.join(" "))
+        };
+        Ok(format!(
+            "& {exe} --presigned_data {dataq} {flags}-o $f --no_cleanup"
+        ))
+    };
+    let run = match cli {
+        CadoCli::Subcommands => subcommands(),
+        CadoCli::Flat => flat()?,
+        CadoCli::Detect => format!(
+            "if ((& {exe} --help 2>&1 | Out-String) -match 'capture') {{ {} }} else {{ {} }}",
+            subcommands(),
+            flat()?
+        ),
+    };
+    Ok(format!("{head}{run}; exit $LASTEXITCODE"))
 }
 
 /// Evidence rules for Cado Host in `mode`: the archive `cado-host-capture-*.tar.lz4` (older builds: a
@@ -135,6 +370,7 @@ pub fn cado_rules(mode: CollectionMode) -> EvidenceRules {
         min_bytes: MIB,
         max_bytes: Some(S3_SINGLE_UPLOAD_LIMIT),
         required_files: Vec::new(),
+        remove_after_measure: true,
         min_free_bytes: match mode {
             CollectionMode::Light => GIB,
             CollectionMode::Default => 2 * GIB,
@@ -200,11 +436,15 @@ impl CollectorSet {
         }
     }
 
-    /// Cado Host downloaded from `download_base` at `version`, uploading with the pre-signed data given on the
-    /// command line.
+    /// Cado Host downloaded from `download_base` at `version`, collecting into the job directory and uploading
+    /// with the pre-signed data.
     ///
-    /// The flag layout is the one `docs/triage.md` documents (`--presigned_data` on the binary); it is not
-    /// verified against every Cado Host version, so prefer the Cado API source or a template when in doubt.
+    /// The command-line form follows the version ([`CadoCli::for_version`]) unless `options.cli` says
+    /// otherwise. The archive is written to `cado-host-capture-<epoch>-<host>.tar.lz4` in the job directory
+    /// (the name Cado imports automatically, made unique per host) and kept for the host-side size and hash
+    /// check, which then removes it. Cado Host takes the pre-signed data only as an argument
+    /// (`--presigned_data`; no file or standard-input form is documented), so it is on the collector's
+    /// command line for the upload step.
     pub fn cado_presigned(
         presigned_data: &SecretString,
         version: &str,
@@ -240,48 +480,29 @@ impl CollectorSet {
                 format!("`{base}` is not an http(s) url"),
             ));
         }
+        let cli = options
+            .cli
+            .unwrap_or_else(|| CadoCli::for_version(&version));
         let mut commands = BTreeMap::new();
         for &p in platforms {
-            let wd = p.workdir(job);
             let cmd = match p {
-                Platform::Windows => {
-                    let url = format!("{base}/cado-host/{version}/windows/cado-host.exe");
-                    let exe = format!("{wd}\\cado-host.exe");
-                    format!(
-                        "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; \
-                         Set-Location -LiteralPath {wdq}; \
-                         Invoke-WebRequest -UseBasicParsing -Uri {urlq} -OutFile {exeq}; \
-                         & {exeq} --presigned_data {dataq} {flags}; exit $LASTEXITCODE",
-                        wdq = ps_quote(&wd),
-                        urlq = ps_quote(&url),
-                        exeq = ps_quote(&exe),
-                        dataq = ps_quote(data),
-                        flags = options.flags(p, ps_quote),
-                    )
-                }
-                Platform::Linux | Platform::Mac => {
-                    let os = if p == Platform::Linux {
-                        "linux/cado-host"
-                    } else {
-                        "osx/cado-host"
-                    };
-                    let url = sh_quote(&format!("{base}/cado-host/{version}/{os}"));
-                    format!(
-                        "cd {wdq} && {{ if command -v curl >/dev/null 2>&1; then curl -sSf -o ./cado-host {url}; \
-                         elif command -v wget >/dev/null 2>&1; then wget -q -O ./cado-host {url}; \
-                         else echo 'Cado Host has failed: requires curl or wget'; exit 1; fi; }} && \
-                         chmod +x ./cado-host && ./cado-host --presigned_data {dataq} {flags} \
-                         || {{ echo 'Cado Host has failed'; exit 1; }}",
-                        wdq = sh_quote(&wd),
-                        dataq = sh_quote(data),
-                        flags = options.flags(p, sh_quote),
-                    )
-                }
+                Platform::Windows => cado_windows(
+                    &format!("{base}/cado-host/{version}"),
+                    data,
+                    options,
+                    cli,
+                    job,
+                )?,
+                Platform::Linux | Platform::Mac => cado_sh(
+                    &format!("{base}/cado-host/{version}"),
+                    data,
+                    options,
+                    cli,
+                    p,
+                    job,
+                )?,
             };
-            commands.insert(
-                p,
-                SecretString::from(cmd.split_whitespace().collect::<Vec<_>>().join(" ")),
-            );
+            commands.insert(p, SecretString::from(cmd));
         }
         let mut set = CollectorSet::from_commands(
             format!("cado-host {version} (pre-signed)"),
@@ -496,24 +717,30 @@ mod tests {
         JobId::parse("3f9a1c2e").unwrap()
     }
 
+    fn presigned(
+        version: &str,
+        opts: &CadoOptions,
+        platforms: &[Platform],
+    ) -> Result<CollectorSet> {
+        CollectorSet::cado_presigned(
+            &SecretString::from("eyJ1cmwiOiJodHRwczovL2J1Y2tldC5leGFtcGxlIn0="),
+            version,
+            DEFAULT_DOWNLOAD_BASE,
+            opts,
+            platforms,
+            &job(),
+        )
+    }
+
     #[test]
     fn presigned_commands_per_platform() {
-        let data = SecretString::from("eyJ1cmwiOiJodHRwczovL2J1Y2tldC5leGFtcGxlIn0=");
         let opts = CadoOptions {
             mode: CollectionMode::Light,
             memory: true,
             groups: vec!["processes".into()],
             ..Default::default()
         };
-        let set = CollectorSet::cado_presigned(
-            &data,
-            "3.7.0",
-            DEFAULT_DOWNLOAD_BASE,
-            &opts,
-            &Platform::ALL,
-            &job(),
-        )
-        .unwrap();
+        let set = presigned("3.7.0", &opts, &Platform::ALL).unwrap();
         let win = set
             .command(Platform::Windows)
             .unwrap()
@@ -524,13 +751,16 @@ mod tests {
             "{win}"
         );
         assert!(win.contains("/cado-host/v3.7.0/windows/cado-host.exe"));
-        assert!(win.contains(
-            r"& 'C:\Windows\Temp\cado-host-3f9a1c2e\cado-host.exe' --presigned_data 'eyJ1"
-        ));
+        let exe = r"& 'C:\Windows\Temp\cado-host-3f9a1c2e\cado-host.exe'";
         assert!(
-            win.contains("--collection_mode light --include_memory --groups 'processes'"),
+            win.contains(&format!(
+                "{exe} capture --collection_mode light --include_memory --groups 'processes' --output_path $f; \
+                 if ($LASTEXITCODE -eq 0) {{ {exe} upload --presigned_data 'eyJ1"
+            )),
             "{win}"
         );
+        assert!(win.ends_with("--capture_path $f --no_cleanup }; exit $LASTEXITCODE"));
+        crate::script::tests::assert_powershell_parses("cado host (windows)", &win);
         let lin = set
             .command(Platform::Linux)
             .unwrap()
@@ -538,7 +768,10 @@ mod tests {
             .to_string();
         assert!(lin.starts_with("cd '/tmp/cado-host-3f9a1c2e' && "));
         assert!(lin.contains("/cado-host/v3.7.0/linux/cado-host"));
-        assert!(!lin.contains("--skip_memory"));
+        assert!(lin.contains(
+            "./cado-host capture --collection_mode light --groups 'processes' --output_path \"$f\" && \
+             ./cado-host upload --presigned_data 'eyJ1"
+        ));
         assert!(lin.ends_with("|| { echo 'Cado Host has failed'; exit 1; }"));
         let mac = set
             .command(Platform::Mac)
@@ -546,12 +779,190 @@ mod tests {
             .expose_secret()
             .to_string();
         assert!(mac.contains("/cado-host/v3.7.0/osx/cado-host"));
+        assert!(!mac.contains("memory"), "no memory option on macOS: {mac}");
         for p in Platform::ALL {
             let shown = set.display(p).unwrap();
             assert!(!shown.contains("eyJ1cmwi"), "{shown}");
             assert!(shown.contains("--presigned_data '<redacted>'"), "{shown}");
         }
         assert!(!format!("{set:?}").contains("eyJ1"));
+    }
+
+    #[test]
+    fn the_cli_form_follows_the_version() {
+        assert_eq!(CadoCli::for_version("v1.4.9"), CadoCli::Flat);
+        assert_eq!(CadoCli::for_version("2.6.0"), CadoCli::Detect);
+        assert_eq!(CadoCli::for_version("v3.7.0"), CadoCli::Subcommands);
+        assert_eq!(CadoCli::for_version("v10.1"), CadoCli::Subcommands);
+        assert_eq!(CadoCli::for_version("latest"), CadoCli::Detect);
+        let light = CadoOptions {
+            mode: CollectionMode::Light,
+            ..Default::default()
+        };
+        let flat = presigned("v1.4.9", &light, &[Platform::Linux, Platform::Windows]).unwrap();
+        let lin = flat.command(Platform::Linux).unwrap().expose_secret();
+        assert!(
+            lin.contains(
+                "./cado-host --presigned_data 'eyJ1cmwiOiJodHRwczovL2J1Y2tldC5leGFtcGxlIn0=' --light_mode --skip_linux_memory -o \"$f\" --no_cleanup"
+            ),
+            "{lin}"
+        );
+        assert!(!lin.contains(" capture "));
+        let win = flat.command(Platform::Windows).unwrap().expose_secret();
+        crate::script::tests::assert_powershell_parses("flat cado host (windows)", win);
+        // the flat form has no max mode and no groups: said before anything runs
+        let max = CadoOptions {
+            mode: CollectionMode::Max,
+            ..Default::default()
+        };
+        let err = presigned("v1.4.9", &max, &[Platform::Linux]).unwrap_err();
+        assert!(
+            std::error::Error::source(&err)
+                .unwrap()
+                .to_string()
+                .contains("collection mode max is not available"),
+            "{err}"
+        );
+        // forced form
+        let forced = CadoOptions {
+            cli: Some(CadoCli::Subcommands),
+            ..Default::default()
+        };
+        let set = presigned("v2.6.0", &forced, &[Platform::Linux]).unwrap();
+        assert!(
+            set.command(Platform::Linux)
+                .unwrap()
+                .expose_secret()
+                .contains(" capture ")
+        );
+        // detected on the host
+        let set = presigned("v2.6.0", &CadoOptions::default(), &Platform::ALL).unwrap();
+        let lin = set.command(Platform::Linux).unwrap().expose_secret();
+        assert!(
+            lin.contains("if ./cado-host --help 2>&1 | grep -q capture; then ./cado-host capture")
+        );
+        crate::script::tests::assert_powershell_parses(
+            "detecting cado host (windows)",
+            set.command(Platform::Windows).unwrap().expose_secret(),
+        );
+    }
+
+    /// The Linux command run by `sh` and `bash` against a fake `curl` that installs a fake Cado Host
+    /// recording its arguments: each form calls the binary as documented, and the archive lands in the job
+    /// directory under the name Cado imports.
+    #[test]
+    fn the_cado_commands_run_as_documented() {
+        // the fake binary: `--help` lists the subcommands when SUB is set; `capture`/`-o` write the archive
+        let fake_cado = r#"#!/bin/sh
+echo "$*" >> "$LOG"
+if [ "$1" = --help ]; then [ -n "$SUB" ] && echo "{version,capture,upload}"; exit 0; fi
+prev=
+for a in "$@"; do
+  if [ "$prev" = --output_path ] || [ "$prev" = -o ]; then printf 'archive' > "$a"; fi
+  prev=$a
+done
+"#;
+        for (version, sub, first, second) in [
+            (
+                "v3.7.0",
+                "",
+                "capture --skip_memory --output_path ",
+                "upload --presigned_data",
+            ),
+            ("v1.4.9", "", "--presigned_data", ""),
+            (
+                "v2.6.0",
+                "1",
+                "--help",
+                "capture --skip_memory --output_path ",
+            ),
+            ("v2.6.0", "", "--help", "--presigned_data"),
+        ] {
+            for shell in ["sh", "bash"] {
+                let tmp = tempfile::tempdir().unwrap();
+                let bin = tmp.path().join("bin");
+                std::fs::create_dir(&bin).unwrap();
+                std::fs::write(tmp.path().join("cado-host.sh"), fake_cado).unwrap();
+                std::fs::write(
+                    bin.join("curl"),
+                    format!(
+                        "#!/bin/sh\ncp {} ./cado-host\n",
+                        tmp.path().join("cado-host.sh").display()
+                    ),
+                )
+                .unwrap();
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(bin.join("curl"), std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+                let set = presigned(version, &CadoOptions::default(), &[Platform::Linux]).unwrap();
+                let wd = tmp.path().join("wd");
+                std::fs::create_dir(&wd).unwrap();
+                let cmd = set
+                    .command(Platform::Linux)
+                    .unwrap()
+                    .expose_secret()
+                    .replace(
+                        "cd '/tmp/cado-host-3f9a1c2e'",
+                        &format!("cd '{}'", wd.display()),
+                    );
+                let log = tmp.path().join("log");
+                let out = std::process::Command::new(shell)
+                    .arg("-c")
+                    .arg(&cmd)
+                    .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                    .env("LOG", &log)
+                    .env("SUB", sub)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{shell} {version}: {out:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    "",
+                    "{shell} {version}"
+                );
+                let calls = std::fs::read_to_string(&log).unwrap();
+                let calls: Vec<&str> = calls.lines().collect();
+                assert!(calls[0].starts_with(first), "{shell} {version}: {calls:?}");
+                if !second.is_empty() {
+                    assert!(calls[1].starts_with(second), "{shell} {version}: {calls:?}");
+                }
+                let archives: Vec<String> = std::fs::read_dir(&wd)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("cado-host-capture-") && n.ends_with(".tar.lz4"))
+                    .collect();
+                assert_eq!(archives.len(), 1, "{shell} {version}: {archives:?}");
+                // the archive path given to upload is the one capture wrote
+                if version == "v3.7.0" {
+                    assert!(calls[1].contains(&format!(
+                        "--capture_path {}/{}",
+                        wd.display(),
+                        archives[0]
+                    )));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn size_warnings_before_launch() {
+        assert!(
+            CadoOptions::default()
+                .size_warnings(&Platform::ALL)
+                .is_empty()
+        );
+        let max = CadoOptions {
+            mode: CollectionMode::Max,
+            memory: true,
+            extended_memory: true,
+            ..Default::default()
+        };
+        let w = max.size_warnings(&Platform::ALL);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("collection mode max has no file size limit"));
+        assert!(w.iter().all(|w| w.contains("5 GB upload limit")));
+        // windows memory does not concern a linux-only run
+        assert_eq!(max.size_warnings(&[Platform::Linux]).len(), 2);
     }
 
     #[test]

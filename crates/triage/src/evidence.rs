@@ -92,6 +92,10 @@ pub struct EvidenceRules {
     /// Free space the launch script requires on the job directory's volume; below it the host answers
     /// `no-space` and nothing starts.
     pub min_free_bytes: u64,
+    /// Delete the archive once measured (Cado Host: it is uploaded, and a multi-GB file should not stay on
+    /// the host). Templates keep theirs.
+    #[serde(default)]
+    pub remove_after_measure: bool,
 }
 
 /// Archive names the common collectors write: Cado Host (`.tar.lz4`, older `.zip`), UAC (`.tar.gz`),
@@ -117,6 +121,7 @@ impl EvidenceRules {
             max_bytes: None,
             required_files: Vec::new(),
             min_free_bytes: GIB,
+            remove_after_measure: false,
         }
     }
 
@@ -157,6 +162,7 @@ mod tests {
             max_bytes: Some(10_000),
             required_files: vec!["out/*.log".into()],
             min_free_bytes: GIB,
+            remove_after_measure: false,
         }
     }
 

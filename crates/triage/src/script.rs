@@ -170,7 +170,7 @@ fn sh_launch(layout: &HostLayout, job: &JobId, launch: Launch<'_>) -> String {
          (sh \"$d/cmd\" > \"$d/collector.log\" 2>&1; rc=$?; IFS='\n\
          '; best=; size=-1;\
           for g in {globs}; do for f in \"$d\"/$g; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then s=$(wc -c < \"$f\" | tr -d ' '); if [ \"$s\" -gt \"$size\" ]; then size=$s; best=$f; fi; fi; done; done;\
-          if [ -n \"$best\" ]; then h=$({{ sha256sum \"$best\" || shasum -a 256 \"$best\" || openssl dgst -sha256 -r \"$best\"; }} 2>/dev/null | awk 'NR==1 {{print $1}}'); n=$(printf '%s' \"${{best##*/}}\" | tr '\\r\\n' '__'); echo \"bytes=$size sha256=$h name=$n\" > \"$d/archive\"; else echo 'bytes=0 name=' > \"$d/archive\"; fi;\
+          if [ -n \"$best\" ]; then h=$({{ sha256sum \"$best\" || shasum -a 256 \"$best\" || openssl dgst -sha256 -r \"$best\"; }} 2>/dev/null | awk 'NR==1 {{print $1}}'); n=$(printf '%s' \"${{best##*/}}\" | tr '\\r\\n' '__'); echo \"bytes=$size sha256=$h name=$n\" > \"$d/archive\";{rm} else echo 'bytes=0 name=' > \"$d/archive\"; fi;\
           : > \"$d/missing\";{required_files}\
           echo $rc > \"$d/exit_code.new\" && mv -f \"$d/exit_code.new\" \"$d/exit_code\") < /dev/null > /dev/null 2>&1 &\n\
          p=$!\n\
@@ -179,6 +179,11 @@ fn sh_launch(layout: &HostLayout, job: &JobId, launch: Launch<'_>) -> String {
          echo \"{MARKER} launched job={job} pid=$p\"\n",
         req_kib = kib(required),
         cmd = sh_quote(launch.command.expose_secret()),
+        rm = if rules.remove_after_measure {
+            " rm -f \"$best\";"
+        } else {
+            ""
+        },
     )
 }
 
@@ -207,13 +212,18 @@ fn powershell_wrapper(wd: &str, rules: &EvidenceRules) -> String {
          $rc = $LASTEXITCODE\n\
          $best = $null\n\
          foreach ($g in {globs}) {{ foreach ($f in @(Get-ChildItem -Path (Join-Path $d $g) -File -Force -ErrorAction SilentlyContinue)) {{ if (-not ($f.Attributes -band [System.IO.FileAttributes]::ReparsePoint) -and (($null -eq $best) -or ($f.Length -gt $best.Length))) {{ $best = $f }} }} }}\n\
-         if ($null -ne $best) {{ $h = (Get-FileHash -Algorithm SHA256 -LiteralPath $best.FullName).Hash.ToLower(); \"bytes=$($best.Length) sha256=$h name=$($best.Name)\" | Out-File -Encoding utf8 \"$d\\archive\" }} else {{ \"bytes=0 name=\" | Out-File -Encoding utf8 \"$d\\archive\" }}\n\
+         if ($null -ne $best) {{ $h = (Get-FileHash -Algorithm SHA256 -LiteralPath $best.FullName).Hash.ToLower(); \"bytes=$($best.Length) sha256=$h name=$($best.Name)\" | Out-File -Encoding utf8 \"$d\\archive\"{rm} }} else {{ \"bytes=0 name=\" | Out-File -Encoding utf8 \"$d\\archive\" }}\n\
          @(foreach ($r in {required}) {{ if (-not (Test-Path -Path (Join-Path $d $r))) {{ $r }} }}) | Out-File -Encoding utf8 \"$d\\missing\"\n\
          $rc | Out-File -Encoding ascii \"$d\\exit_code.new\"\n\
          Move-Item -Force -LiteralPath \"$d\\exit_code.new\" -Destination \"$d\\exit_code\"\n",
         wdq = ps_quote(wd),
         globs = ps_array(&rules.archive_globs),
         required = ps_array(&rules.required_files),
+        rm = if rules.remove_after_measure {
+            "; Remove-Item -Force -LiteralPath $best.FullName"
+        } else {
+            ""
+        },
     )
 }
 
@@ -411,6 +421,7 @@ pub(crate) mod tests {
             max_bytes: None,
             required_files: vec!["result/*.log".into()],
             min_free_bytes: 1024,
+            remove_after_measure: false,
         }
     }
 
