@@ -260,6 +260,12 @@ async fn collector_set(
         return Ok(None);
     };
     let opts = cado_options(a);
+    if !matches!(src, Source::Templates(..)) {
+        // before anything is launched: options whose archives can exceed the upload limit
+        for w in opts.size_warnings(platforms) {
+            eprintln!("warning: {w}");
+        }
+    }
     let set = match src {
         Source::CadoApi(client, project) if dry_run => {
             let commands = platforms

@@ -102,7 +102,7 @@ pub fn dry_run(
         let Some(launch) = set.launch_script_redacted(p, job) else {
             continue;
         };
-        let launch = redactor.redact(&runscript_command(&launch, script_timeout)?);
+        let launch = redactor.redact_known(&runscript_command(&launch, script_timeout)?);
         per.push((p, set.display(p).unwrap_or_default(), launch));
     }
     // One status probe for every platform: a script valid for POSIX shells and PowerShell alike.

@@ -588,7 +588,7 @@ impl CollectorSet {
                 secret_file: self.secret_file.as_ref().map(|_| &hidden),
             },
         );
-        Some(self.redactor.redact(script.expose_secret()))
+        Some(self.redactor.redact_known(script.expose_secret()))
     }
 
     /// Replaces the evidence rules of `platform` (ignored for a platform the set has no command for).

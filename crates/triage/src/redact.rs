@@ -136,6 +136,12 @@ impl Redactor {
 
     /// The text with every secret replaced.
     pub fn redact(&self, text: &str) -> String {
+        redact_query_params(&redact_flags(&self.redact_known(text)))
+    }
+
+    /// The text with every registered secret replaced, without the flag and query-parameter rules (for
+    /// text built from already redacted parts, where those rules would redact the placeholder again).
+    pub fn redact_known(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
             let s = s.expose_secret();
@@ -143,7 +149,7 @@ impl Redactor {
                 out = out.replace(s, REDACTED);
             }
         }
-        redact_query_params(&redact_flags(&out))
+        out
     }
 }
 
