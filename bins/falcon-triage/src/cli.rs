@@ -107,6 +107,10 @@ pub struct CollectorArgs {
     /// Cado Host version to download with pre-signed data, e.g. v3.7.0.
     #[arg(long)]
     pub cado_version: Option<String>,
+    /// Cado Host command-line form: flat (v1), subcommands (v3: capture + upload) or detect (asks the
+    /// binary on the host). Default: from --cado-version (v3+ subcommands, v2 detect, v1 flat).
+    #[arg(long, value_name = "FORM")]
+    pub cado_cli: Option<triage::collector::CadoCli>,
     /// Where Cado Host binaries are downloaded from.
     #[arg(long, default_value = triage::collector::DEFAULT_DOWNLOAD_BASE)]
     pub download_base: String,

@@ -181,6 +181,7 @@ fn cado_options(a: &CollectorArgs) -> CadoOptions {
         additional_files: a.additional_files.clone(),
         skip_ssl_verify: a.skip_ssl_verify,
         verbose: a.collector_verbose,
+        cli: a.cado_cli,
     }
 }
 
@@ -259,6 +260,12 @@ async fn collector_set(
         return Ok(None);
     };
     let opts = cado_options(a);
+    if !matches!(src, Source::Templates(..)) {
+        // before anything is launched: options whose archives can exceed the upload limit
+        for w in opts.size_warnings(platforms) {
+            eprintln!("warning: {w}");
+        }
+    }
     let set = match src {
         Source::CadoApi(client, project) if dry_run => {
             let commands = platforms

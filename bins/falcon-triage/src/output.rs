@@ -6,10 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use secrecy::ExposeSecret;
 use triage::preflight::ScopeCheck;
 use triage::report::table;
-use triage::script::{launch_script, runscript_command, status_probe};
+use triage::script::{runscript_command, status_probe};
 use triage::{CollectorSet, HostState, JobId, Progress, Resolved};
 
 use crate::cli::Output;
@@ -91,7 +90,7 @@ pub fn dry_run(
     script_timeout: u64,
     out: Output,
 ) -> anyhow::Result<String> {
-    let mut redactor = set.redactor().clone();
+    let redactor = set.redactor().clone();
     let platforms: Vec<_> = {
         let mut p: Vec<_> = r.hosts.iter().filter_map(|h| h.platform).collect();
         p.sort();
@@ -100,10 +99,10 @@ pub fn dry_run(
     };
     let mut per = Vec::new();
     for p in platforms {
-        let Some(cmd) = set.command(p) else { continue };
-        redactor.add_str(&triage::script::powershell_encode(cmd.expose_secret()));
-        let launch = launch_script(p, job, cmd);
-        let launch = redactor.redact(&runscript_command(launch.expose_secret(), script_timeout)?);
+        let Some(launch) = set.launch_script_redacted(p, job) else {
+            continue;
+        };
+        let launch = redactor.redact_known(&runscript_command(&launch, script_timeout)?);
         per.push((p, set.display(p).unwrap_or_default(), launch));
     }
     // One status probe for every platform: a script valid for POSIX shells and PowerShell alike.

@@ -107,7 +107,12 @@ async fn dry_run_sends_no_write_and_shows_commands_redacted() {
         stdout.contains("runscript -Raw=```d=/tmp/cado-host-"),
         "{stdout}"
     );
-    assert!(stdout.contains("-EncodedCommand <redacted>"), "{stdout}");
+    // the Windows launch script holds the command (redacted) for its owner-only cmd.ps1 file
+    assert!(
+        stdout.contains("WriteAllText(\"$d\\cmd.ps1\", '")
+            && stdout.contains("--presigned_data ''<redacted>''"),
+        "{stdout}"
+    );
 
     // the Cado API source in a dry run mints nothing either
     let mut c = cmd(&sb);

@@ -237,11 +237,21 @@ impl CadoClient {
             }
             commands.insert(p, c.command);
         }
-        Ok(CollectorSet::from_commands(
+        let mut set = CollectorSet::from_commands(
             format!("cado-host (cado api, project {project_id})"),
             commands,
             &secrets,
-        ))
+        );
+        for &p in platforms {
+            // the platform's command is opaque and deletes its archive after the upload: no minimum size
+            // can be asked of what is left; the capture is verified through the Cado pipelines instead
+            let rules = crate::evidence::EvidenceRules {
+                min_bytes: 0,
+                ..crate::collector::cado_rules(options.mode)
+            };
+            set = set.with_rules(p, rules);
+        }
+        Ok(set)
     }
 
     /// `GET /api/v3/pipelines?project_id=N` (tolerant: unknown fields ignored, a missing list is empty).

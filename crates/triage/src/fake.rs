@@ -1,7 +1,11 @@
 //! An in-memory [`FalconApi`] for the orchestrator's unit tests: hosts follow `docs/collector-protocol.md`
 //! (pid marker, exit code, log tail), may be offline until a time, fail, or vanish.
+//!
+//! The launch guard is modelled as the host shell runs it, in two steps on a host's [`Disk`]: the decision
+//! (the old script's `[ -f "$d/pid" ]` check, or the fixed script's `mkdir "$d"`) and, later, the markers.
+//! Interleaving the steps of two launches shows the old shape's race (see the tests).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +20,59 @@ pub(crate) enum Outcome {
     Exit(i32),
     WrapperFailure,
     Vanish,
+    /// Exits 0 leaving an archive of this many bytes (the other outcomes leave 48 MB).
+    Archive(u64),
+    /// The launch finds this many bytes free, below the 1 GiB required: nothing starts.
+    NoSpace(u64),
+}
+
+/// How a launch script guards against a second launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// The fixed script: `mkdir "$d"` (no `-p`) both decides and creates, atomically.
+    MkdirLock,
+    /// The old script: `[ -f "$d/pid" ]`, then `mkdir -p`, start, and only then write `pid`.
+    CheckThenCreate,
+}
+
+impl Guard {
+    /// The guard of a launch script, from its text; `None` when it is not a launch script.
+    pub fn of(script: &str) -> Option<Guard> {
+        if !script.contains("FALCON-TRIAGE launched") {
+            None
+        } else if script.contains("if ! mkdir \"$d\"")
+            || script.contains("[System.IO.FileMode]::CreateNew")
+        {
+            Some(Guard::MkdirLock)
+        } else {
+            Some(Guard::CheckThenCreate)
+        }
+    }
+}
+
+/// The part of a host's disk the launch guard touches.
+#[derive(Debug, Default)]
+pub(crate) struct Disk {
+    dirs: BTreeSet<String>,
+    pid_markers: BTreeSet<String>,
+}
+
+impl Disk {
+    /// Step 1 of a launch: whether this launch goes on to start a collector.
+    pub fn decide(&mut self, guard: Guard, wd: &str) -> bool {
+        match guard {
+            // one atomic operation: create, or fail because it exists
+            Guard::MkdirLock => self.dirs.insert(wd.to_string()),
+            // a read; nothing is created until step 2
+            Guard::CheckThenCreate => !self.pid_markers.contains(wd),
+        }
+    }
+
+    /// Step 2 of a launch that went on: `mkdir -p` (old shape) and the `pid` marker.
+    pub fn commit(&mut self, wd: &str) {
+        self.dirs.insert(wd.to_string());
+        self.pid_markers.insert(wd.to_string());
+    }
 }
 
 #[derive(Debug)]
@@ -35,6 +92,7 @@ pub(crate) struct FakeHost {
     pub queue_deleted: u32,
     /// Once launched, every command times out (`50401`).
     pub silent: bool,
+    pub disk: Disk,
 }
 
 #[derive(Default, Debug)]
@@ -86,6 +144,7 @@ impl Fake {
                 queued_total: 0,
                 queue_deleted: 0,
                 silent: false,
+                disk: Disk::default(),
             },
         );
     }
@@ -100,11 +159,15 @@ impl Fake {
     }
 
     fn execute(job: &str, h: &mut FakeHost, cmd: &str) -> String {
-        let launch = cmd.contains("echo $! >") || cmd.contains("Start-Process");
-        if launch {
-            if h.started.is_some() {
+        if let Some(guard) = Guard::of(cmd) {
+            if let Outcome::NoSpace(free) = h.outcome {
+                return format!("FALCON-TRIAGE no-space job={job} free={free} required=1073741824");
+            }
+            let wd = format!("cado-host-{job}");
+            if !h.disk.decide(guard, &wd) {
                 return format!("FALCON-TRIAGE already-launched job={job} pid=100");
             }
+            h.disk.commit(&wd);
             h.started = Some(Instant::now());
             h.launches += 1;
             return format!("FALCON-TRIAGE launched job={job} pid=100");
@@ -116,11 +179,19 @@ impl Fake {
             format!("FALCON-TRIAGE running job={job} pid=100")
         } else {
             match h.outcome {
-                Outcome::Ok | Outcome::WrapperFailure => {
-                    format!("FALCON-TRIAGE exited job={job} code=0")
+                Outcome::Ok | Outcome::WrapperFailure | Outcome::Archive(_) => {
+                    format!(
+                        "FALCON-TRIAGE exited job={job} code=0\n{}",
+                        archive(job, &h.outcome)
+                    )
                 }
-                Outcome::Exit(c) => format!("FALCON-TRIAGE exited job={job} code={c}"),
-                Outcome::Vanish => format!("FALCON-TRIAGE vanished job={job}"),
+                Outcome::Exit(c) => format!(
+                    "FALCON-TRIAGE exited job={job} code={c}\n{}",
+                    archive(job, &h.outcome)
+                ),
+                Outcome::Vanish | Outcome::NoSpace(_) => {
+                    format!("FALCON-TRIAGE vanished job={job}")
+                }
             }
         };
         let tail = match h.outcome {
@@ -132,6 +203,18 @@ impl Fake {
         };
         format!("{status}\nFALCON-TRIAGE log-tail job={job}\n{tail}\n")
     }
+}
+
+/// The archive line of the status probe after exit (`docs/collector-protocol.md`).
+fn archive(job: &str, outcome: &Outcome) -> String {
+    let bytes = match outcome {
+        Outcome::Archive(b) => *b,
+        _ => 48_000_000,
+    };
+    format!(
+        "FALCON-TRIAGE archive job={job} bytes={bytes} sha256={} name=capture.tar.lz4",
+        "ab".repeat(32)
+    )
 }
 
 impl FalconApi for Fake {
@@ -214,7 +297,7 @@ impl FalconApi for Fake {
             c.admin += 1;
             c.queueing.contains(batch)
         };
-        let launch = cmd.contains("echo $! >") || cmd.contains("Start-Process");
+        let launch = Guard::of(cmd).is_some();
         let mut hosts = self.hosts.lock().unwrap();
         let mut out = BTreeMap::new();
         for id in ids {
@@ -303,5 +386,49 @@ impl FalconApi for Fake {
     async fn batch_refresh(&self, _b: &str, _t: Duration) -> Result<()> {
         self.calls.lock().unwrap().refresh += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two launches whose steps interleave (both decide, then both commit), as two queued or concurrent
+    /// launches do on a real host: the old check-then-create shape starts two collectors, the mkdir lock one.
+    #[test]
+    fn interleaved_launches_race_only_with_the_old_guard() {
+        let started = |guard| {
+            let mut disk = Disk::default();
+            let a = disk.decide(guard, "cado-host-3f9a1c2e");
+            let b = disk.decide(guard, "cado-host-3f9a1c2e");
+            for go in [a, b] {
+                if go {
+                    disk.commit("cado-host-3f9a1c2e");
+                }
+            }
+            [a, b].iter().filter(|&&g| g).count()
+        };
+        assert_eq!(started(Guard::CheckThenCreate), 2, "the old shape races");
+        assert_eq!(started(Guard::MkdirLock), 1);
+        // and the real scripts have the fixed shape
+        let job = crate::JobId::parse("3f9a1c2e").unwrap();
+        let cmd = secrecy::SecretString::from("true");
+        let rules = crate::evidence::EvidenceRules::template_default();
+        for p in crate::Platform::ALL {
+            let s = crate::script::launch_script(
+                p,
+                &job,
+                crate::script::Launch {
+                    command: &cmd,
+                    rules: &rules,
+                    secret_file: None,
+                },
+            );
+            use secrecy::ExposeSecret as _;
+            assert_eq!(Guard::of(s.expose_secret()), Some(Guard::MkdirLock), "{p}");
+        }
+        let old = "if [ -f \"$d/pid\" ]; then exit 0; fi\nmkdir -p \"$d\"\necho \"FALCON-TRIAGE launched job=x\"";
+        assert_eq!(Guard::of(old), Some(Guard::CheckThenCreate));
+        assert_eq!(Guard::of(&crate::script::status_probe(&job)), None);
     }
 }

@@ -73,6 +73,7 @@ pub mod api;
 pub mod cado;
 pub mod collector;
 pub mod error;
+pub mod evidence;
 pub mod exit_codes;
 #[cfg(test)]
 mod fake;

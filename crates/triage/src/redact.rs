@@ -22,6 +22,17 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Query parameters of pre-signed URLs whose value is a secret (AWS SigV4, Azure SAS, GCS): their value is
+/// redacted wherever it appears, decoded or not.
+const SECRET_QUERY_PARAMS: &[&str] = &[
+    "X-Amz-Signature=",
+    "X-Amz-Credential=",
+    "X-Amz-Security-Token=",
+    "X-Goog-Signature=",
+    "X-Goog-Credential=",
+    "sig=",
+];
+
 /// Flags whose value is a secret whatever the collector (Cado Host, UAC, KAPE).
 const SECRET_FLAGS: &[&str] = &[
     "--presigned_data",
@@ -44,9 +55,23 @@ impl Redactor {
         Redactor::default()
     }
 
-    /// Adds a secret; empty and very short values (under 4 characters) are ignored because redacting them
-    /// would mangle ordinary text.
+    /// Adds a secret and the forms a collector's log may echo it in: percent-decoded (a URL printed decoded)
+    /// and form-decoded (`+` as space). Empty and very short values (under 4 characters) are ignored because
+    /// redacting them would mangle ordinary text.
     pub fn add(&mut self, secret: &SecretString) {
+        let raw = secret.expose_secret();
+        for decoded in [
+            percent_encoding::percent_decode_str(raw).decode_utf8_lossy(),
+            percent_encoding::percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy(),
+        ] {
+            if decoded != raw {
+                self.add_one(&SecretString::from(decoded.into_owned()));
+            }
+        }
+        self.add_one(secret);
+    }
+
+    fn add_one(&mut self, secret: &SecretString) {
         if secret.expose_secret().len() >= 4
             && !self
                 .secrets
@@ -111,6 +136,12 @@ impl Redactor {
 
     /// The text with every secret replaced.
     pub fn redact(&self, text: &str) -> String {
+        redact_query_params(&redact_flags(&self.redact_known(text)))
+    }
+
+    /// The text with every registered secret replaced, without the flag and query-parameter rules (for
+    /// text built from already redacted parts, where those rules would redact the placeholder again).
+    pub fn redact_known(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
             let s = s.expose_secret();
@@ -118,8 +149,32 @@ impl Redactor {
                 out = out.replace(s, REDACTED);
             }
         }
-        redact_flags(&out)
+        out
     }
+}
+
+/// Replaces the value of each of [`SECRET_QUERY_PARAMS`] (up to the next `&`, blank or quote).
+fn redact_query_params(text: &str) -> String {
+    let mut out = text.to_string();
+    for param in SECRET_QUERY_PARAMS {
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(param) {
+            let at = from + pos;
+            let start = at + param.len();
+            // `sig=` only as a whole parameter name (after `?`, `&` or a blank), not inside `X-Amz-sig=`
+            let whole = at == 0 || out[..at].ends_with(['?', '&', ' ', '\t', '\'', '"']);
+            let len = out[start..]
+                .find(['&', ' ', '\t', '\n', '\r', '\'', '"', '|', ';'])
+                .unwrap_or(out.len() - start);
+            if whole && len > 0 && &out[start..start + len] != REDACTED {
+                out.replace_range(start..start + len, REDACTED);
+                from = start + REDACTED.len();
+            } else {
+                from = start;
+            }
+        }
+    }
+    out
 }
 
 /// Replaces the value following each of [`SECRET_FLAGS`] (`--flag value`, `--flag=value`, quoted or not).
@@ -164,9 +219,11 @@ fn redact_flags(text: &str) -> String {
                 let close = value[1..].find(q).map(|i| i + 2).unwrap_or(value.len());
                 (close, Some(q))
             }
+            // an unquoted value runs to the next blank: a pre-signed URL holds `&`, `;` and `)` may follow it
+            // in a log line but never end its query string early
             _ => (
                 value
-                    .find([' ', '\t', '\n', ';', '&', '|', ')'])
+                    .find([' ', '\t', '\n', '\r', '|'])
                     .unwrap_or(value.len()),
                 None,
             ),
@@ -244,5 +301,42 @@ mod tests {
         r.add_str("super-secret-value");
         let dbg = format!("{r:?}");
         assert_eq!(dbg, "Redactor { secrets: 1 }");
+    }
+
+    /// A collector log that prints the pre-signed URL decoded, or only its query string: nothing of the
+    /// signature or the credential shows. Unquoted flag values run past `&`.
+    #[test]
+    fn decoded_echoes_and_query_strings_are_redacted() {
+        let url = "https://b.s3.amazonaws.com/k.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261202%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261202T000000Z&X-Amz-Signature=0123456789abcdef0123456789abcdef&x-id=PutObject%20Obj+1";
+        let mut r = Redactor::new();
+        r.add_str(url);
+        let decoded = percent_encoding::percent_decode_str(url)
+            .decode_utf8()
+            .unwrap()
+            .into_owned();
+        assert_ne!(decoded, url);
+        assert_eq!(
+            r.redact(&format!("PUT {decoded} -> 403")),
+            "PUT <redacted> -> 403"
+        );
+        let form = decoded.replace('+', " ");
+        assert_eq!(r.redact(&format!("url={form}")), "url=<redacted>");
+        // a part of it the registry never saw whole: the signature parameter
+        let out = Redactor::new().redact(
+            "retry X-Amz-Credential=AKIAEXAMPLE/20261202/us-east-1/s3/aws4_request&X-Amz-Signature=0123456789abcdef done",
+        );
+        assert_eq!(
+            out,
+            "retry X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted> done"
+        );
+        assert_eq!(
+            Redactor::new().redact("https://a.blob.core.windows.net/c?sv=2022&sig=abc%2Bdef&se=x"),
+            "https://a.blob.core.windows.net/c?sv=2022&sig=<redacted>&se=x"
+        );
+        // an unquoted flag value keeps going past `&`
+        assert_eq!(
+            Redactor::new().redact("uac --aws-s3-presigned-url https://b/k?a=1&b=2&c=3 -p ir"),
+            "uac --aws-s3-presigned-url <redacted> -p ir"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub struct Summary {
     pub unsuccessful: usize,
     /// Hosts not in a terminal state (the run was left early).
     pub unfinished: usize,
+    /// Hosts that failed, timed out or were cancelled, per reason class (`too_small`, `no_space`, `offline`...).
+    #[serde(default)]
+    pub reasons: BTreeMap<String, usize>,
     /// Commands of this run deleted from offline hosts' queues (launches of hosts that timed out or were
     /// cancelled while offline).
     #[serde(default)]
@@ -51,6 +54,25 @@ pub fn counts<'a>(hosts: impl IntoIterator<Item = &'a HostRecord>) -> BTreeMap<H
     let mut c: BTreeMap<HostState, usize> = HostState::ALL.iter().map(|s| (*s, 0)).collect();
     for h in hosts {
         *c.entry(h.state).or_default() += 1;
+    }
+    c
+}
+
+/// Counts the unsuccessful hosts per reason class (the part of the reason before the first `:`).
+pub fn reason_counts<'a>(
+    hosts: impl IntoIterator<Item = &'a HostRecord>,
+) -> BTreeMap<String, usize> {
+    let mut c = BTreeMap::new();
+    for h in hosts {
+        if h.state.is_terminal() && h.state != HostState::Succeeded {
+            let class = h
+                .reason
+                .as_deref()
+                .and_then(|r| r.split(':').next())
+                .filter(|c| !c.is_empty())
+                .unwrap_or("unknown");
+            *c.entry(class.to_string()).or_default() += 1;
+        }
     }
     c
 }
@@ -101,6 +123,7 @@ impl Report {
             succeeded,
             unsuccessful: hosts.len() - succeeded - unfinished,
             unfinished,
+            reasons: reason_counts(&hosts),
             queued_deleted: hosts.iter().map(|h| h.queued_deleted as usize).sum(),
             queued_left: hosts.iter().filter(|h| h.queued_left).count(),
             exit_code: exit_code(&c),
@@ -156,6 +179,15 @@ impl Report {
             "job {}: {} hosts: {}",
             self.summary.job, self.summary.total, parts
         );
+        if !self.summary.reasons.is_empty() {
+            let r: Vec<String> = self
+                .summary
+                .reasons
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            line.push_str(&format!(" (reasons: {})", r.join(", ")));
+        }
         if self.summary.queued_deleted > 0 {
             line.push_str(&format!(
                 "; {} queued launches deleted",
@@ -306,7 +338,7 @@ mod tests {
         let expected = "HOSTNAME  DEVICE ID  PLATFORM  STATE      REASON\n\
                         db-1      aid1       linux     failed     exit_code: 2: [x][ERROR] - boom\n\
                         web-2     aid2       linux     succeeded\n\
-                        \njob 3f9a1c2e: 2 hosts: 1 succeeded, 1 failed\n";
+                        \njob 3f9a1c2e: 2 hosts: 1 succeeded, 1 failed (reasons: exit_code 1)\n";
         assert_eq!(t, expected);
         assert_eq!(truncate("abcdef", 4), "abc…");
     }

@@ -134,6 +134,10 @@ pub struct HostRecord {
     /// or `cancelled` before reconnecting).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub queued_deleted: u32,
+    /// The archive the collector left, as the host measured it after the collector exited (name, size,
+    /// SHA-256, required files not found): the chain of custody of the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::evidence::ArchiveFacts>,
     /// Whether a command of this run may still wait in the host's offline queue (the delete failed, or the
     /// run was left with the host still queued): it runs if the host reconnects within 7 days.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -161,6 +165,7 @@ impl HostRecord {
             queued_session: None,
             queued_deleted: 0,
             queued_left: false,
+            archive: None,
             updated: chrono::Utc::now(),
         }
     }
@@ -194,6 +199,16 @@ pub mod reason {
     pub const OFFLINE: &str = "offline";
     /// The collector still ran at the deadline.
     pub const STILL_RUNNING: &str = "still_running";
+    /// (`failed`) The launch script found less free space on the job directory's volume than the collector
+    /// needs; nothing was started (free and required bytes follow).
+    pub const NO_SPACE: &str = "no_space";
+    /// (`failed`) The collector exited 0 but its archive is below the collector's minimum size, absent, or
+    /// lacks required files.
+    pub const TOO_SMALL: &str = "too_small";
+    /// (`failed`) The collector's archive is above the upload limit: the upload fails or failed.
+    pub const TOO_LARGE: &str = "too_large";
+    /// (`failed`) The job directory's markers fail the owner/mode check: nothing in them is believed.
+    pub const UNTRUSTED: &str = "untrusted";
     /// Every command sent to the host since its launch timed out (`50401`) or found it offline: nothing
     /// is known of its collector.
     pub const NO_ANSWER: &str = "no_answer";

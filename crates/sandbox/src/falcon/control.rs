@@ -18,6 +18,8 @@ pub(crate) fn routes(sim: Shared) -> Router {
         .route("/_sandbox/hosts", get(hosts))
         .route("/_sandbox/hosts/online", post(set_online))
         .route("/_sandbox/hosts/reboot", post(reboot))
+        .route("/_sandbox/hosts/disk", post(set_disk))
+        .route("/_sandbox/hosts/workdir", post(plant_workdir))
         .route("/_sandbox/rtr", get(rtr_dump))
         .route("/_sandbox/tokens/expire", post(expire_tokens))
         .route("/_sandbox/credentials", get(credentials))
@@ -131,6 +133,43 @@ struct IdsBody {
 
 async fn reboot(State(sim): State<Shared>, Json(b): Json<IdsBody>) -> Json<Value> {
     Json(json!({"jobs_killed": rtr::reboot(&sim, &b.ids)}))
+}
+
+#[derive(Deserialize)]
+struct DiskBody {
+    ids: Vec<String>,
+    #[serde(default)]
+    free_bytes: Option<u64>,
+    #[serde(default)]
+    capture_bytes: Option<u64>,
+}
+
+/// Free space on the job directories' volume and the size of the next Cado Host archives of those hosts.
+async fn set_disk(State(sim): State<Shared>, Json(b): Json<DiskBody>) -> Json<Value> {
+    let mut rtr = sim.rtr.lock().expect("rtr lock");
+    for id in &b.ids {
+        let disk = rtr.jobs.disks.entry(id.clone()).or_default();
+        disk.free_bytes = b.free_bytes;
+        disk.capture_bytes = b.capture_bytes;
+    }
+    Json(json!({"changed": b.ids.len()}))
+}
+
+#[derive(Deserialize)]
+struct WorkdirBody {
+    ids: Vec<String>,
+    job: String,
+}
+
+/// A directory someone else owns, planted at the job directory's path of those hosts.
+async fn plant_workdir(State(sim): State<Shared>, Json(b): Json<WorkdirBody>) -> Json<Value> {
+    let mut rtr = sim.rtr.lock().expect("rtr lock");
+    let planted = b
+        .ids
+        .iter()
+        .filter(|id| rtr.jobs.plant_workdir(id, &b.job))
+        .count();
+    Json(json!({"planted": planted}))
 }
 
 async fn rtr_dump(State(sim): State<Shared>) -> Json<Value> {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::fleet::{Host, Os};
@@ -58,10 +57,32 @@ impl Output {
     }
 }
 
+/// What sits at a job directory's path on a host's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workdir {
+    /// Created by a launch script (`mkdir` as root, owner-only).
+    Ours,
+    /// Left there by someone else (a local user, an earlier run): wrong owner and mode.
+    Planted,
+}
+
+/// The disk of one host, as far as the launch guard and the evidence checks see it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Disk {
+    /// Job directories by job id.
+    pub workdirs: HashMap<String, Workdir>,
+    /// Free bytes on the job directories' volume (`None`: plenty).
+    pub free_bytes: Option<u64>,
+    /// Size of the archive Cado Host writes (`None`: about 48 MB).
+    pub capture_bytes: Option<u64>,
+}
+
 /// Collector jobs of every host, keyed by (aid, job id).
 #[derive(Debug, Default)]
 pub(crate) struct Jobs {
     pub jobs: HashMap<(String, String), Job>,
+    /// Disks by device id.
+    pub disks: HashMap<String, Disk>,
     next_pid: u32,
     draws: u64,
 }
@@ -133,26 +154,48 @@ fn job_of(script: &str) -> Option<String> {
     (id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-/// The collector command inside a Linux launch script: `sh -c '<cmd>' > "$d/collector.log"`.
-fn linux_collector(script: &str) -> Option<String> {
-    let start = script.find("(sh -c '")? + "(sh -c '".len();
-    let end = script.find("' > \"$d/collector.log\"")?;
-    (end >= start).then(|| script[start..end].replace("'\\''", "'"))
+/// Undoes POSIX single quoting: `'it'\\''s'` is `it's`.
+fn sh_unquote(word: &str) -> String {
+    word.strip_prefix('\'')
+        .and_then(|w| w.strip_suffix('\''))
+        .unwrap_or(word)
+        .replace("'\\''", "'")
 }
 
-/// The collector command inside a Windows launch script: `-EncodedCommand <base64 UTF-16LE>`.
+/// The collector command inside a Linux launch script: `printf '%s\n' '<cmd>' > "$d/cmd"`.
+fn linux_collector(script: &str) -> Option<String> {
+    let start = script.find("printf '%s\\n' ")? + "printf '%s\\n' ".len();
+    let end = script.find(" > \"$d/cmd\"")?;
+    (end > start).then(|| sh_unquote(&script[start..end]))
+}
+
+/// The collector command inside a Windows launch script: `WriteAllText("$d\cmd.ps1", '<cmd>')`, with
+/// PowerShell's doubled single quotes.
 fn windows_collector(script: &str) -> Option<String> {
-    let at = script.find("-EncodedCommand ")? + "-EncodedCommand ".len();
-    let b64: String = script[at..]
+    let marker = "WriteAllText(\"$d\\cmd.ps1\", '";
+    let start = script.find(marker)? + marker.len();
+    let end = start + script[start..].find("')\n")?;
+    Some(script[start..end].replace("''", "'"))
+}
+
+/// The free space a launch script requires (`required=<bytes>` of its `no-space` answer).
+fn required_free(script: &str) -> Option<u64> {
+    let at = script.find("required=")? + "required=".len();
+    script[at..]
         .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-        .collect();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let units: Vec<u16> = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    String::from_utf16(&units).ok()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// A deterministic SHA-256 standing for the archive's content.
+fn archive_sha256(aid: &str, job: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(format!("{aid}/{job}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Splits the sh / PowerShell polyglot of `docs/collector-protocol.md` into the half each shell runs:
@@ -283,12 +326,14 @@ impl Jobs {
         let Some(job) = job_of(script) else {
             return Output::out("FALCON-TRIAGE launch-error job=unknown reason=workdir\n");
         };
-        let key = (host.device_id.clone(), job.clone());
-        if let Some(existing) = self.jobs.get(&key) {
-            return Output::out(format!(
-                "FALCON-TRIAGE already-launched job={job} pid={}\n",
-                existing.pid
-            ));
+        let disk = self.disks.entry(host.device_id.clone()).or_default();
+        // the free-space check comes first and leaves nothing behind
+        if let (Some(free), Some(required)) = (disk.free_bytes, required_free(script)) {
+            if free < required {
+                return Output::out(format!(
+                    "FALCON-TRIAGE no-space job={job} free={free} required={required}\n"
+                ));
+            }
         }
         let command = if windows {
             windows_collector(script)
@@ -300,6 +345,28 @@ impl Jobs {
                 "FALCON-TRIAGE launch-error job={job} reason=command\n"
             ));
         };
+        // `mkdir "$d"` (no -p) is the lock: one atomic create-or-fail, as the script does it
+        match disk.workdirs.get(&job).copied() {
+            None => {
+                disk.workdirs.insert(job.clone(), Workdir::Ours);
+            }
+            Some(Workdir::Ours) => {
+                let pid = self
+                    .jobs
+                    .get(&(host.device_id.clone(), job.clone()))
+                    .map(|j| j.pid.to_string())
+                    .unwrap_or_default();
+                return Output::out(format!(
+                    "FALCON-TRIAGE already-launched job={job} pid={pid}\n"
+                ));
+            }
+            Some(Workdir::Planted) => {
+                return Output::out(format!(
+                    "FALCON-TRIAGE launch-error job={job} reason=workdir-exists\n"
+                ));
+            }
+        }
+        let key = (host.device_id.clone(), job.clone());
         self.next_pid = self.next_pid.wrapping_add(7919) % 60_000;
         let pid = 1_000 + self.next_pid;
         self.draws += 1;
@@ -349,13 +416,32 @@ impl Jobs {
                 "tail: cannot open 'collector.log' for reading: No such file or directory\n",
             );
         };
+        let disk = self.disks.get(&host.device_id);
+        if disk.and_then(|d| d.workdirs.get(&job)) == Some(&Workdir::Planted) {
+            return Output::out(format!(
+                "FALCON-TRIAGE untrusted job={job} reason=owner\nFALCON-TRIAGE log-tail job={job}\n"
+            ));
+        }
         let Some(j) = self.jobs.get(&(host.device_id.clone(), job.clone())) else {
             return Output::out(format!(
                 "FALCON-TRIAGE absent job={job}\nFALCON-TRIAGE log-tail job={job}\n"
             ));
         };
         let state = match (j.exit_code, j.vanished) {
-            (Some(code), _) => format!("FALCON-TRIAGE exited job={job} code={code}"),
+            (Some(code), _) if is_cado(&j.command) => {
+                let bytes = disk
+                    .and_then(|d| d.capture_bytes)
+                    .unwrap_or(48_000_000 + u64::from(j.pid) * 1_000);
+                format!(
+                    "FALCON-TRIAGE exited job={job} code={code}\n\
+                     FALCON-TRIAGE archive job={job} bytes={bytes} sha256={} name=cado-host-capture-{}.tar.lz4",
+                    archive_sha256(&j.aid, &job),
+                    j.started_wall.timestamp()
+                )
+            }
+            (Some(code), _) => format!(
+                "FALCON-TRIAGE exited job={job} code={code}\nFALCON-TRIAGE archive job={job} bytes=0 name="
+            ),
             (None, true) => format!("FALCON-TRIAGE vanished job={job}"),
             (None, false) => format!("FALCON-TRIAGE running job={job} pid={}", j.pid),
         };
@@ -378,6 +464,7 @@ impl Jobs {
     /// Finishes jobs whose time has come; successful Cado runs upload into `bucket`.
     pub(crate) fn advance(&mut self, now: Instant, bucket: &Bucket) -> usize {
         let mut finished = 0;
+        let disks = &self.disks;
         for j in self.jobs.values_mut() {
             if j.exit_code.is_some()
                 || j.vanished
@@ -390,13 +477,22 @@ impl Jobs {
                 j.exit_code = Some(if j.os == Os::Windows { 1 } else { 127 });
                 continue;
             }
+            let size = disks
+                .get(&j.aid)
+                .and_then(|d| d.capture_bytes)
+                .unwrap_or(48_000_000 + u64::from(j.pid) * 1_000);
             if !j.fails && j.command.contains("--presigned_data") {
-                match bucket.upload_with_command(
-                    &j.command,
-                    &j.hostname,
-                    &j.aid,
-                    48_000_000 + u64::from(j.pid) * 1_000,
-                ) {
+                // one S3 upload takes at most 5 GB (reference/cado-host.md 2.4)
+                let upload = if size > S3_UPLOAD_LIMIT {
+                    Err(format!(
+                        "EntityTooLarge: Your proposed upload of {size} bytes exceeds the maximum allowed size"
+                    ))
+                } else {
+                    bucket
+                        .upload_with_command(&j.command, &j.hostname, &j.aid, size)
+                        .map_err(|e| e.to_string())
+                };
+                match upload {
                     Ok(capture) => j.uploaded = Some(capture.key),
                     Err(e) => {
                         // The upload itself failed: the collector reports it and fails.
@@ -421,6 +517,19 @@ impl Jobs {
             j.exit_code = Some(if j.fails && j.os == Os::Windows { 1 } else { 0 });
         }
         finished
+    }
+
+    /// Plants a directory someone else owns at the job directory's path of each host (a local user, an
+    /// earlier run): launches there are refused with `workdir-exists` and probes answer `untrusted`.
+    pub(crate) fn plant_workdir(&mut self, aid: &str, job: &str) -> bool {
+        let disk = self.disks.entry(aid.to_string()).or_default();
+        match disk.workdirs.get(job) {
+            Some(Workdir::Ours) => false,
+            _ => {
+                disk.workdirs.insert(job.to_string(), Workdir::Planted);
+                true
+            }
+        }
     }
 
     /// Kills running jobs of a host (a reboot): they become `vanished`.
@@ -459,6 +568,9 @@ impl Jobs {
         }
     }
 }
+
+/// The largest single S3 upload (`reference/cado-host.md` 2.4: "AWS limits the total upload size to 5GB").
+const S3_UPLOAD_LIMIT: u64 = 5_000_000_000;
 
 const CADO_FAILED: &str = "Cado Host has failed. For troubleshooting, please re-run with --verbose and --no_cleanup and send the log file to support";
 
@@ -572,26 +684,158 @@ mod tests {
         assert_eq!(program("nosuchtool --x"), "nosuchtool");
     }
 
+    /// The parts of `docs/collector-protocol.md`'s launch scripts the model reads.
+    fn linux_launch(job: &str, cmd: &str) -> String {
+        format!(
+            "d=/tmp/cado-host-{job}\numask 077\n\
+             case \"$free\" in ''|*[!0-9]*) ;; *) if [ \"$free\" -lt 2097152 ]; then echo \"FALCON-TRIAGE no-space job={job} free=$((free * 1024)) required=2147483648\"; exit 1; fi;; esac\n\
+             if ! mkdir \"$d\" 2>/dev/null; then\nfi\n\
+             printf '%s\\n' '{}' > \"$d/cmd\"\n\
+             echo \"FALCON-TRIAGE launched job={job} pid=$p\"\n",
+            cmd.replace('\'', "'\\''")
+        )
+    }
+
+    fn windows_launch(job: &str, cmd: &str) -> String {
+        format!(
+            "$ErrorActionPreference = \"Stop\"\n$d = 'C:\\Windows\\Temp\\cado-host-{job}'\n\
+             if ($free -lt 2147483648) {{ Write-Output \"FALCON-TRIAGE no-space job={job} free=$free required=2147483648\"; exit 1 }}\n\
+             [System.IO.File]::WriteAllText(\"$d\\cmd.ps1\", '{}')\n\
+             Write-Output \"FALCON-TRIAGE launched job={job} pid=$($p.Id)\"\n",
+            cmd.replace('\'', "''")
+        )
+    }
+
     #[test]
     fn collector_commands_are_extracted() {
-        let linux = "d=/tmp/cado-host-3f9a1c2e\n(sh -c 'sudo ./cado-host --presigned_data '\\''abc'\\''' > \"$d/collector.log\" 2>&1; echo $? > \"$d/exit_code\") &";
+        let linux = linux_launch("3f9a1c2e", "sudo ./cado-host --presigned_data 'abc'");
         assert_eq!(
-            linux_collector(linux).unwrap(),
+            linux_collector(&linux).unwrap(),
             "sudo ./cado-host --presigned_data 'abc'"
         );
-        assert_eq!(job_of(linux).unwrap(), "3f9a1c2e");
-        let cmd: Vec<u8> = "cado-host.exe --presigned_data \"x\""
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(cmd);
-        let win = format!(
-            "$inner = \"& {{ powershell.exe -NoProfile -EncodedCommand {b64} *> '$d\\collector.log'"
-        );
+        assert_eq!(job_of(&linux).unwrap(), "3f9a1c2e");
+        assert_eq!(required_free(&linux), Some(2_147_483_648));
+        let win = windows_launch("3f9a1c2e", "& .\\cado-host.exe --presigned_data 'x'");
         assert_eq!(
             windows_collector(&win).unwrap(),
-            "cado-host.exe --presigned_data \"x\""
+            "& .\\cado-host.exe --presigned_data 'x'"
         );
+        assert_eq!(required_free(&win), Some(2_147_483_648));
+    }
+
+    fn fleet_and_model() -> (super::super::fleet::Fleet, Model) {
+        let fleet = super::super::fleet::Fleet::generate(
+            &super::super::FalconConfig::default(),
+            7,
+            "cid",
+            Instant::now(),
+        );
+        let model = Model {
+            failure_rate: 0.0,
+            collector_duration: Duration::from_secs(60),
+            seed: 7,
+        };
+        (fleet, model)
+    }
+
+    /// The launch guard is the script's `mkdir`: a second launch is refused, a directory someone else left
+    /// there refuses the launch and makes the probe answer `untrusted`, a full disk answers `no-space` and
+    /// leaves nothing behind.
+    #[test]
+    fn the_guard_and_the_disk_are_modelled_as_the_script_sees_them() {
+        let (fleet, model) = fleet_and_model();
+        let host = fleet.hosts.iter().find(|h| h.os == Os::Linux).unwrap();
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        let launch = linux_launch("3f9a1c2e", "./cado-host --presigned_data x");
+        let first = jobs.run_script(host, &launch, &model, now).stdout;
+        assert!(
+            first.starts_with("FALCON-TRIAGE launched job=3f9a1c2e pid="),
+            "{first}"
+        );
+        let pid = first.trim().rsplit('=').next().unwrap().to_string();
+        assert_eq!(
+            jobs.run_script(host, &launch, &model, now).stdout,
+            format!("FALCON-TRIAGE already-launched job=3f9a1c2e pid={pid}\n")
+        );
+        assert_eq!(jobs.jobs.len(), 1);
+
+        assert!(jobs.plant_workdir(&host.device_id, "0badf00d"));
+        assert_eq!(
+            jobs.run_script(
+                host,
+                &linux_launch("0badf00d", "./cado-host --presigned_data x"),
+                &model,
+                now
+            )
+            .stdout,
+            "FALCON-TRIAGE launch-error job=0badf00d reason=workdir-exists\n"
+        );
+        assert!(
+            jobs.run_script(host, &polyglot_probe("0badf00d"), &model, now)
+                .stdout
+                .starts_with("FALCON-TRIAGE untrusted job=0badf00d reason=owner\n")
+        );
+        // our own directory cannot be planted over
+        assert!(!jobs.plant_workdir(&host.device_id, "3f9a1c2e"));
+
+        jobs.disks.get_mut(&host.device_id).unwrap().free_bytes = Some(1_000);
+        assert_eq!(
+            jobs.run_script(
+                host,
+                &linux_launch("00000001", "./cado-host --presigned_data x"),
+                &model,
+                now
+            )
+            .stdout,
+            "FALCON-TRIAGE no-space job=00000001 free=1000 required=2147483648\n"
+        );
+        assert!(
+            !jobs.disks[&host.device_id]
+                .workdirs
+                .contains_key("00000001")
+        );
+    }
+
+    /// After the collector exits, the probe reports the archive's size and hash; an archive above the
+    /// S3 limit fails its upload.
+    #[test]
+    fn the_probe_reports_the_archive_and_big_uploads_fail() {
+        let (fleet, model) = fleet_and_model();
+        let host = fleet.hosts.iter().find(|h| h.os == Os::Windows).unwrap();
+        let mut jobs = Jobs::default();
+        let start = Instant::now();
+        jobs.disks
+            .entry(host.device_id.clone())
+            .or_default()
+            .capture_bytes = Some(6_000_000_000);
+        let out = jobs.run_script(
+            host,
+            &windows_launch("3f9a1c2e", "& .\\cado-host.exe --presigned_data 'eyJ4Ijoi'"),
+            &model,
+            start,
+        );
+        assert!(out.stdout.starts_with("FALCON-TRIAGE launched"), "{out:?}");
+        let bucket = Bucket::new("evidence", 7, 0.0);
+        assert_eq!(jobs.advance(start + Duration::from_secs(61), &bucket), 1);
+        let out = jobs
+            .run_script(
+                host,
+                &polyglot_probe("3f9a1c2e"),
+                &model,
+                start + Duration::from_secs(61),
+            )
+            .stdout;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "FALCON-TRIAGE exited job=3f9a1c2e code=1");
+        assert!(
+            lines[1].starts_with(&format!(
+                "FALCON-TRIAGE archive job=3f9a1c2e bytes=6000000000 sha256={} name=cado-host-capture-",
+                archive_sha256(&host.device_id, "3f9a1c2e")
+            )),
+            "{out}"
+        );
+        assert!(out.contains("EntityTooLarge"), "{out}");
     }
 
     /// The sh / PowerShell polyglot status probe of `docs/collector-protocol.md`.
@@ -629,17 +873,7 @@ mod tests {
 
     #[test]
     fn every_os_answers_the_polyglot_probe_for_itself() {
-        let fleet = super::super::fleet::Fleet::generate(
-            &super::super::FalconConfig::default(),
-            7,
-            "cid",
-            Instant::now(),
-        );
-        let model = Model {
-            failure_rate: 0.0,
-            collector_duration: Duration::from_secs(60),
-            seed: 7,
-        };
+        let (fleet, model) = fleet_and_model();
         let mut jobs = Jobs::default();
         let probe = polyglot_probe("3f9a1c2e");
         for os in [Os::Windows, Os::Linux, Os::Mac] {
@@ -657,11 +891,11 @@ mod tests {
                 "{os:?}"
             );
             let launch = if os == Os::Windows {
-                "$d = 'C:\\Windows\\Temp\\cado-host-3f9a1c2e'\n$inner = \"& { powershell.exe -NoProfile -EncodedCommand ZABpAHIA *> '$d\\collector.log'\"\nWrite-Output \"FALCON-TRIAGE launched job=3f9a1c2e pid=$($p.Id)\"\n"
+                windows_launch("3f9a1c2e", "& .\\cado-host.exe --presigned_data 'x'")
             } else {
-                "d=/tmp/cado-host-3f9a1c2e\n(sh -c './cado-host --presigned_data x' > \"$d/collector.log\" 2>&1; echo $? > \"$d/exit_code\") &\necho \"FALCON-TRIAGE launched job=3f9a1c2e pid=$!\"\n"
+                linux_launch("3f9a1c2e", "./cado-host --presigned_data x")
             };
-            let out = jobs.run_script(host, launch, &model, Instant::now());
+            let out = jobs.run_script(host, &launch, &model, Instant::now());
             assert!(
                 out.stdout
                     .starts_with("FALCON-TRIAGE launched job=3f9a1c2e pid="),

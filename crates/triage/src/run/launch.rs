@@ -9,7 +9,7 @@ use crate::api::{FalconApi, HostReply};
 use crate::error::Result;
 use crate::platform::Platform;
 use crate::probe::{LaunchAnswer, parse_launch};
-use crate::script::{launch_script, runscript_command};
+use crate::script::runscript_command;
 use crate::state::{HostState, reason};
 
 impl<A: FalconApi> Engine<'_, A> {
@@ -58,10 +58,9 @@ impl<A: FalconApi> Engine<'_, A> {
             if self.ctx.control.is_aborted() {
                 break;
             }
-            let Some(cmd) = collector.command(p) else {
+            let Some(script) = collector.launch_script(p, &self.ctx.job) else {
                 continue;
             };
-            let script = launch_script(p, &self.ctx.job, cmd);
             let command_string = runscript_command(
                 script.expose_secret(),
                 timeout_secs(self.ctx.settings.rtr_timeout),
@@ -142,6 +141,17 @@ impl<A: FalconApi> Engine<'_, A> {
                 h.launched_at.get_or_insert(now);
                 self.set(i, HostState::Launched, None)
             }
+            LaunchAnswer::NoSpace {
+                free_bytes,
+                required_bytes,
+            } => self.set(
+                i,
+                HostState::Failed,
+                Some(format!(
+                    "{}: {free_bytes} bytes free on the job directory's volume, {required_bytes} required",
+                    reason::NO_SPACE
+                )),
+            ),
             LaunchAnswer::Error { reason: r } => self.set(
                 i,
                 HostState::Failed,

@@ -116,6 +116,9 @@ impl<A: FalconApi> Engine<'_, A> {
             }
             Status::Exited { code: Some(0) } if !answer.reports_failure() => {
                 self.hosts[i].launched_at.get_or_insert(now);
+                if let Some(problem) = self.judge_evidence(i, answer.archive) {
+                    return self.set(i, HostState::Failed, Some(problem));
+                }
                 if self.ctx.settings.verify_project.is_some() && self.ctx.cado.is_some() {
                     self.set(i, HostState::Running, None)?;
                     self.track[i].awaiting_capture = Some(Instant::now());
@@ -124,12 +127,16 @@ impl<A: FalconApi> Engine<'_, A> {
                     self.set(i, HostState::Succeeded, None)
                 }
             }
-            Status::Exited { code: Some(0) } => self.set(
-                i,
-                HostState::Failed,
-                Some(format!("{}: {telling}", reason::COLLECTOR_FAILED)),
-            ),
+            Status::Exited { code: Some(0) } => {
+                self.hosts[i].archive = answer.archive;
+                self.set(
+                    i,
+                    HostState::Failed,
+                    Some(format!("{}: {telling}", reason::COLLECTOR_FAILED)),
+                )
+            }
             Status::Exited { code } => {
+                self.hosts[i].archive = answer.archive;
                 let c = code
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "unreadable".into());
@@ -158,6 +165,14 @@ impl<A: FalconApi> Engine<'_, A> {
                 Some(format!(
                     "{}: no work directory markers on the host after the launch",
                     reason::MARKERS_MISSING
+                )),
+            ),
+            Status::Untrusted { reason: r } => self.set(
+                i,
+                HostState::Failed,
+                Some(format!(
+                    "{}: the job directory's markers fail the owner/mode check ({r})",
+                    reason::UNTRUSTED
                 )),
             ),
             Status::Unrecognised => {

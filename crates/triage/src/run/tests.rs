@@ -395,3 +395,75 @@ async fn a_host_whose_every_probe_timed_out_reads_no_answer() {
     );
     assert!(!why.contains("0 min"), "{why}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn evidence_verdicts_end_hosts_with_sizes_and_hashes_journaled() {
+    let job = JobId::parse("0badc0de").unwrap();
+    let api = Fake::new(job.as_str());
+    api.add("good", "Linux", MS(0), Outcome::Ok, MS(0));
+    api.add("empty", "Linux", MS(0), Outcome::Archive(0), MS(0));
+    api.add(
+        "huge",
+        "Linux",
+        MS(0),
+        Outcome::Archive(6_000_000_000),
+        MS(0),
+    );
+    api.add("full", "Linux", MS(0), Outcome::NoSpace(52_428_800), MS(0));
+    let rules = crate::evidence::EvidenceRules {
+        max_bytes: Some(crate::evidence::S3_SINGLE_UPLOAD_LIMIT),
+        ..crate::evidence::EvidenceRules::template_default()
+    };
+    let set = collector(&job).with_rules(Platform::Linux, rules);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.jsonl");
+    let out = run(&api, &job, settings(60_000))
+        .collector(set)
+        .start(pending(&api).await, &path)
+        .await
+        .unwrap();
+    let hosts = by_id(&out);
+    let why = |id: &str| hosts[id].reason.clone().unwrap_or_default();
+    assert_eq!(hosts["good"].state, HostState::Succeeded);
+    assert_eq!(hosts["empty"].state, HostState::Failed);
+    assert!(
+        why("empty").starts_with("too_small: archive `capture.tar.lz4` is 0 bytes"),
+        "{}",
+        why("empty")
+    );
+    assert_eq!(hosts["huge"].state, HostState::Failed);
+    assert!(
+        why("huge").starts_with("too_large: archive `capture.tar.lz4` is 6000000000 bytes"),
+        "{}",
+        why("huge")
+    );
+    assert_eq!(hosts["full"].state, HostState::Failed);
+    assert_eq!(
+        why("full"),
+        "no_space: 52428800 bytes free on the job directory's volume, 1073741824 required"
+    );
+    assert_eq!(
+        api.hosts.lock().unwrap()["full"].launches,
+        0,
+        "nothing started"
+    );
+    // chain of custody: size and hash in the journal and the report, for good and bad archives alike
+    let replay = crate::journal::replay(&path).unwrap();
+    for id in ["good", "huge"] {
+        let a = replay.hosts[id].archive.clone().expect("archive journaled");
+        assert_eq!(a.sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(hosts[id].archive, Some(a));
+    }
+    assert_eq!(
+        replay.hosts["good"].archive.as_ref().unwrap().bytes,
+        48_000_000
+    );
+    // counted in the summary
+    let r = &out.report.summary.reasons;
+    assert_eq!((r["too_small"], r["too_large"], r["no_space"]), (1, 1, 1));
+    assert!(
+        out.report.summary_line().contains("no_space 1"),
+        "{}",
+        out.report.summary_line()
+    );
+}

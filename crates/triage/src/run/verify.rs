@@ -1,4 +1,5 @@
-//! Verification after a clean exit: the capture's arrival in the Cado project (when checked).
+//! Verification after a clean exit: the archive the host measured, judged by the collector's evidence rules,
+//! then the capture's arrival in the Cado project (when checked).
 
 use tokio::time::Instant;
 
@@ -6,9 +7,33 @@ use super::{Engine, human};
 use crate::api::FalconApi;
 use crate::cado::capture_arrived;
 use crate::error::Result;
+use crate::evidence::ArchiveFacts;
 use crate::state::{HostState, reason};
 
 impl<A: FalconApi> Engine<'_, A> {
+    /// Records the archive host `i` reported after a clean exit and judges it; `Some(reason)` when it is not
+    /// evidence (`too_small`, `too_large`). A host that reported no archive at all is `too_small`: a
+    /// collection is never assumed.
+    pub(super) fn judge_evidence(
+        &mut self,
+        i: usize,
+        archive: Option<ArchiveFacts>,
+    ) -> Option<String> {
+        let rules = self.hosts[i]
+            .platform
+            .and_then(|p| self.ctx.collector.as_ref()?.rules(p).cloned());
+        self.hosts[i].archive = archive.clone();
+        let Some(facts) = archive else {
+            return Some(format!(
+                "{}: the host reported no archive after the collector exited",
+                reason::TOO_SMALL
+            ));
+        };
+        // (a resumed run without collector options has no rules: the facts are recorded, not judged)
+        let problem = rules?.judge(&facts).err()?;
+        Some(format!("{}: {problem}", problem.reason()))
+    }
+
     pub(super) async fn check_captures(&mut self) -> Result<()> {
         let waiting: Vec<(usize, Instant)> = (0..self.hosts.len())
             .filter_map(|i| self.track[i].awaiting_capture.map(|t| (i, t)))

@@ -25,9 +25,9 @@ async fn uac_template_is_launched_and_followed_with_its_secret_hidden() {
         Platform::Linux,
         "./uac -p ir_triage --aws-s3-presigned-url {secret} -o uac-{job}".to_string(),
     );
-    let secret = SecretString::from(
-        "https://bucket.example/upload?X-Amz-Signature=deadbeefcafe".to_string(),
-    );
+    // a pre-signed URL as S3 issues them: several `&`, `%`, `=`
+    let url = "https://bucket.example/upload?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261202%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261202T000000Z&X-Amz-Expires=7200&X-Amz-SignedHeaders=host&X-Amz-Signature=deadbeefcafe";
+    let secret = SecretString::from(url.to_string());
     let set = CollectorSet::from_templates("uac", &t, Some(&secret), &job).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("uac.jsonl");
@@ -50,16 +50,16 @@ async fn uac_template_is_launched_and_followed_with_its_secret_hidden() {
     assert_eq!(jobs.len(), n);
     for j in jobs.values().flatten() {
         let cmd = j["command"].as_str().unwrap();
+        // one quoted word: the host's shell hands the whole URL to uac
         assert_eq!(
             cmd,
-            format!(
-                "./uac -p ir_triage --aws-s3-presigned-url https://bucket.example/upload?X-Amz-Signature=deadbeefcafe -o uac-{job}"
-            )
+            format!("./uac -p ir_triage --aws-s3-presigned-url '{url}' -o uac-{job}")
         );
     }
     let text = std::fs::read_to_string(&journal).unwrap()
         + &serde_json::to_string(&outcome.report).unwrap();
     assert!(!text.contains("deadbeefcafe"));
+    assert!(!text.contains("AKIAEXAMPLE"));
     assert_eq!(
         outcome.report.summary.exit_code,
         triage::exit_codes::NOTHING_RAN
