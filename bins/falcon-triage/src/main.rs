@@ -563,7 +563,10 @@ async fn hosts_command<A: FalconApi>(
 
 async fn preflight_command(api: &SdkApi, out: Output) -> anyhow::Result<i32> {
     let checks = triage::preflight::check_scopes(api.client()).await;
-    let missing = checks.iter().any(|c| !c.granted && !c.optional);
+    // a required scope proven missing fails; one no answer could prove is reported, not failed
+    let missing = checks
+        .iter()
+        .any(|c| c.status == triage::preflight::ScopeStatus::Missing && !c.optional);
     match out {
         Output::Json => emitln!(
             "{}",

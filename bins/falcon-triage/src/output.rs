@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use triage::preflight::ScopeCheck;
+use triage::preflight::{ScopeCheck, ScopeStatus};
 use triage::report::table;
 use triage::script::{runscript_command, status_probe};
 use triage::{CollectorSet, HostState, JobId, Progress, Resolved};
@@ -160,10 +160,12 @@ pub fn preflight(checks: &[ScopeCheck]) -> String {
     let rows: Vec<[String; 4]> = checks
         .iter()
         .map(|c| {
-            let status = match (c.granted, c.optional) {
-                (true, _) => "ok",
-                (false, true) => "missing (optional)",
-                (false, false) => "MISSING",
+            let status = match (c.status, c.optional) {
+                (ScopeStatus::Granted, _) => "ok",
+                (ScopeStatus::Missing, true) => "missing (optional)",
+                (ScopeStatus::Missing, false) => "MISSING",
+                (_, true) => "unproven (optional)",
+                (_, false) => "UNPROVEN",
             };
             [
                 c.scope.to_string(),

@@ -49,11 +49,6 @@ impl Resolved {
     }
 }
 
-/// Quotes a value for an FQL string literal.
-pub fn fql_quote(v: &str) -> String {
-    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 impl Selection {
     /// Whether any source is set.
     pub fn is_empty(&self) -> bool {
@@ -83,12 +78,8 @@ impl Selection {
         ids.extend(requested_ids.iter().cloned());
         let mut name_ids = Vec::new();
         for chunk in self.hostnames.chunks(100) {
-            let list = chunk
-                .iter()
-                .map(|h| fql_quote(h.trim()))
-                .collect::<Vec<_>>()
-                .join(",");
-            name_ids.extend(api.host_ids(Some(format!("hostname:[{list}]"))).await?);
+            let filter = falcon_sdk::fql::Fql::any_of("hostname", chunk.iter().map(|h| h.trim()));
+            name_ids.extend(api.host_ids(Some(filter.to_string())).await?);
         }
         ids.extend(name_ids);
         if let Some(f) = &self.filter {
@@ -156,9 +147,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fql_quoting() {
-        assert_eq!(fql_quote("web-1"), "'web-1'");
-        assert_eq!(fql_quote("o'neil"), r"'o\'neil'");
+    fn hostname_filters_are_quoted_by_the_sdk() {
+        let f = falcon_sdk::fql::Fql::any_of("hostname", ["web-1", "o'neil"]);
+        assert_eq!(f.to_string(), r"hostname:['web-1','o\'neil']");
     }
 
     #[test]
