@@ -263,6 +263,12 @@ pub struct BenchArgs {
     /// Time between status rounds.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub poll_interval: Duration,
+    /// Share of hosts offline at the start.
+    #[arg(long, default_value_t = 0.2)]
+    pub offline_share: f64,
+    /// Polling rounds the offline hosts stay offline before they all reconnect.
+    #[arg(long, default_value_t = 10)]
+    pub offline_rounds: u64,
 }
 
 /// A whole number of at least 1 (0 collections at once would launch nothing and time every host out).

@@ -116,8 +116,9 @@ fn peak_rss_kib() -> Option<u64> {
 fn bench_config(args: &BenchArgs) -> SandboxConfig {
     let mut cfg = SandboxConfig::default();
     cfg.falcon.hosts = args.hosts;
-    cfg.falcon.offline_share = 0.1;
-    cfg.falcon.online_within = Some(Duration::from_secs(10));
+    // offline hosts stay offline until the benchmark brings them back (after `offline_rounds` rounds)
+    cfg.falcon.offline_share = args.offline_share;
+    cfg.falcon.online_within = None;
     cfg.falcon.failure_rate = 0.05;
     cfg.falcon.collector_duration = args.collector_duration;
     cfg
@@ -149,6 +150,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
         .args(["bench-sandbox", "--hosts", &args.hosts.to_string()])
+        .arg("--offline-share")
+        .arg(args.offline_share.to_string())
         .arg("--collector-duration")
         .arg(format!("{}ms", args.collector_duration.as_millis()))
         .stdin(std::process::Stdio::piped())
@@ -184,23 +187,83 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
         .await?;
     let dir = tempfile::tempdir()?;
     let journal = dir.path().join("bench.jsonl");
+    // the queue is read every 4 rounds, as the defaults do (30 s rounds, 2 min queue checks)
     let settings = RunSettings {
         poll_interval: args.poll_interval,
-        deadline: Some(chrono::Utc::now() + chrono::Duration::seconds(120)),
+        queue_check_interval: args.poll_interval * 4,
+        deadline: Some(chrono::Utc::now() + chrono::Duration::seconds(300)),
         collection_timeout: Duration::from_secs(600),
         ..Default::default()
     };
+    let offline: Vec<String> = http
+        .get(format!("{falcon_url}/_sandbox/hosts"))
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|h| h["online"] == false)
+                .filter_map(|h| h["device_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     http.delete(format!("{falcon_url}/_sandbox/requests"))
         .send()
         .await?;
     let hosts = resolved.hosts;
     let n = hosts.len();
+    // after `offline_rounds` polling rounds, every offline host reconnects; the requests of those rounds
+    // are counted apart
+    let reconnect = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = reconnect.clone();
+    let offline_rounds = args.offline_rounds;
+    let reconnector = tokio::spawn({
+        let http = http.clone();
+        let falcon_url = falcon_url.clone();
+        async move {
+            reconnect.notified().await;
+            let during: serde_json::Value = http
+                .get(format!("{falcon_url}/_sandbox/requests"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            http.post(format!("{falcon_url}/_sandbox/hosts/online"))
+                .json(&serde_json::json!({"all": true, "online": true}))
+                .send()
+                .await?;
+            anyhow::Ok(during)
+        }
+    });
     let t0 = Instant::now();
     let outcome = Run::new(&api, job, settings)
         .collector(set)
+        .on_progress(move |p| {
+            if p.phase == "polled" && p.round == offline_rounds {
+                signal.notify_one();
+            }
+        })
         .start(hosts, &journal)
         .await?;
     let elapsed = t0.elapsed();
+    let during_offline = if reconnector.is_finished() {
+        reconnector.await??
+    } else {
+        reconnector.abort();
+        serde_json::Value::Null
+    };
+    let dump: serde_json::Value = http
+        .get(format!("{falcon_url}/_sandbox/rtr"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let queued: Vec<u64> = offline
+        .iter()
+        .map(|id| dump["queued_per_host"][id].as_u64().unwrap_or(0))
+        .collect();
     let requests: serde_json::Value = http
         .get(format!("{falcon_url}/_sandbox/requests"))
         .send()
@@ -228,6 +291,30 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
         "probe calls per round          max {} over {} rounds, {} batch(es): one per batch (target <= 1 per 10,000 hosts)",
         st.max_probe_calls_per_round, st.rounds, batches
     );
+    println!(
+        "offline hosts                  {} ({} rounds offline, then all reconnect)",
+        offline.len(),
+        args.offline_rounds
+    );
+    println!(
+        "queued commands per offline host max {}, total {} (target <= 1 each: its launch)",
+        queued.iter().max().copied().unwrap_or(0),
+        queued.iter().sum::<u64>()
+    );
+    println!(
+        "queue reads                    {} (every {} rounds, 100 sessions per call)",
+        st.queue_checks, 4
+    );
+    if let Some(rounds) = during_offline["total"]
+        .as_u64()
+        .map(|_| args.offline_rounds)
+    {
+        println!(
+            "sandbox requests while offline {} over {rounds} rounds: {}",
+            during_offline["total"],
+            serde_json::to_string(&during_offline["routes"])?
+        );
+    }
     println!("session refreshes              {}", st.refresh_calls);
     println!(
         "run time                       {:.1} s",
