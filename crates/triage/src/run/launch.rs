@@ -65,23 +65,8 @@ impl<A: FalconApi> Engine<'_, A> {
                 script.expose_secret(),
                 timeout_secs(self.ctx.settings.rtr_timeout),
             )?;
-            let ids: Vec<String> = members
-                .iter()
-                .map(|&i| self.hosts[i].device_id.clone())
-                .collect();
-            let batch_id = self.batches[b].id.clone();
             self.stats.launch_calls += 1;
-            match self
-                .api
-                .batch_admin_command(
-                    &batch_id,
-                    "runscript",
-                    &command_string,
-                    &ids,
-                    self.ctx.settings.rtr_timeout,
-                )
-                .await
-            {
+            match self.runscript(b, &command_string, &members).await {
                 Ok(replies) => {
                     for &i in &members {
                         self.track[i].resend = false;
@@ -91,7 +76,7 @@ impl<A: FalconApi> Engine<'_, A> {
                 }
                 Err(e) => {
                     let text = self.redactor.redact(&format!("{e:#}"));
-                    tracing::warn!(error = %text, hosts = ids.len(), platform = %p, "launch call failed");
+                    tracing::warn!(error = %text, hosts = members.len(), platform = %p, "launch call failed");
                     for &i in &members {
                         let t = &mut self.track[i];
                         // saturating: queued hosts of a resumed run are resent every round

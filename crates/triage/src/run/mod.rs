@@ -455,6 +455,28 @@ impl<'a, A: FalconApi> Engine<'a, A> {
         })
     }
 
+    /// Sends one batch `runscript` (`command_string`) to hosts `members` of batch `b`.
+    async fn runscript(
+        &self,
+        b: usize,
+        command_string: &str,
+        members: &[usize],
+    ) -> Result<std::collections::BTreeMap<String, crate::api::HostReply>> {
+        let ids: Vec<String> = members
+            .iter()
+            .map(|&i| self.hosts[i].device_id.clone())
+            .collect();
+        self.api
+            .batch_admin_command(
+                &self.batches[b].id,
+                "runscript",
+                command_string,
+                &ids,
+                self.ctx.settings.rtr_timeout,
+            )
+            .await
+    }
+
     /// Waits `d`, or less when the control is pressed.
     async fn sleep(&self, d: Duration) {
         let notified = self.ctx.control.inner.notify.notified();

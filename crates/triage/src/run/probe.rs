@@ -34,27 +34,12 @@ impl<A: FalconApi> Engine<'_, A> {
             if self.ctx.control.is_aborted() {
                 break;
             }
-            let ids: Vec<String> = members
-                .iter()
-                .map(|&i| self.hosts[i].device_id.clone())
-                .collect();
-            let batch_id = self.batches[b].id.clone();
             self.stats.probe_calls += 1;
             calls += 1;
-            let replies = match self
-                .api
-                .batch_admin_command(
-                    &batch_id,
-                    "runscript",
-                    &command_string,
-                    &ids,
-                    self.ctx.settings.rtr_timeout,
-                )
-                .await
-            {
+            let replies = match self.runscript(b, &command_string, &members).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), batch = %batch_id, hosts = ids.len(), "probe call failed; next round");
+                    tracing::warn!(error = %format!("{e:#}"), batch = %self.batches[b].id, hosts = members.len(), "probe call failed; next round");
                     continue;
                 }
             };
