@@ -281,7 +281,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
         st.all_launched_ms.unwrap_or(0)
     );
     println!(
-        "launch-phase API calls         {} ({} session init + {} launch) for {} batch(es) (target <= 5 per 10,000 hosts)",
+        "launch-phase API calls         {} ({} session init + {} launch) for {} batch(es) (online hosts: 1 init + 1 launch per OS; offline hosts: 1 queue_offline init + 1 launch per OS, 1 init to join the probe batch per reconnect wave)",
         st.session_calls + st.launch_calls,
         st.session_calls,
         st.launch_calls,
@@ -302,7 +302,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<i32> {
         queued.iter().sum::<u64>()
     );
     println!(
-        "queue reads                    {} (every {} rounds, 100 sessions per call)",
+        "queue reads                    {} (every {} rounds; each is one call per 100 queued sessions)",
         st.queue_checks, 4
     );
     if let Some(rounds) = during_offline["total"]
