@@ -109,7 +109,8 @@ async fn dry_run_sends_no_write_and_shows_commands_redacted() {
     );
     // the Windows launch script holds the command (redacted) for its owner-only cmd.ps1 file
     assert!(
-        stdout.contains("WriteAllText(\"$d\\cmd.ps1\", '") && stdout.contains("--presigned_data ''<redacted>''"),
+        stdout.contains("WriteAllText(\"$d\\cmd.ps1\", '")
+            && stdout.contains("--presigned_data ''<redacted>''"),
         "{stdout}"
     );
 
