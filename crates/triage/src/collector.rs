@@ -234,6 +234,49 @@ fn quoted_list(items: &[String], quote: fn(&str) -> String) -> String {
     items.iter().map(|g| quote(g)).collect::<Vec<_>>().join(" ")
 }
 
+/// The shell-specific words of a Cado Host command.
+struct Dialect {
+    quote: fn(&str) -> String,
+    /// How the binary is called (`./cado-host`, `& '<path>\cado-host.exe'`).
+    exe: String,
+    /// The archive path variable as an argument (`"$f"`, `$f`).
+    archive: &'static str,
+    /// `capture`, then `upload` when the capture succeeded.
+    and_then: fn(&str, &str) -> String,
+    /// Asks the binary on the host whether it knows `capture`: `(exe, subcommand form, flat form)`.
+    detect: fn(&str, &str, &str) -> String,
+}
+
+/// The capture-and-upload part of a Cado Host command in the form `cli` asks for.
+fn cado_run(o: &CadoOptions, cli: CadoCli, p: Platform, d: &Dialect, data: &str) -> Result<String> {
+    let (exe, f, dataq) = (&d.exe, d.archive, (d.quote)(data));
+    let words = |v: Vec<String>| v.iter().map(|w| format!("{w} ")).collect::<String>();
+    let verbose = if o.verbose { "--verbose " } else { "" };
+    let ssl = if o.skip_ssl_verify {
+        " --skip_ssl_verify"
+    } else {
+        ""
+    };
+    let subcommands = (d.and_then)(
+        &format!(
+            "{exe} {verbose}capture {}--output_path {f}",
+            words(o.capture_flags(p, d.quote))
+        ),
+        &format!("{exe} upload --presigned_data {dataq} --capture_path {f} --no_cleanup{ssl}"),
+    );
+    let flat = || -> Result<String> {
+        Ok(format!(
+            "{exe} --presigned_data {dataq} {}-o {f} --no_cleanup",
+            words(o.flat_flags(p, d.quote)?)
+        ))
+    };
+    Ok(match cli {
+        CadoCli::Subcommands => subcommands,
+        CadoCli::Flat => flat()?,
+        CadoCli::Detect => (d.detect)(exe, &subcommands, &flat()?),
+    })
+}
+
 /// The Cado Host command for Linux and macOS (`sh`): download, capture, upload.
 fn cado_sh(
     url_base: &str,
@@ -249,7 +292,6 @@ fn cado_sh(
         "osx/cado-host"
     };
     let url = sh_quote(&format!("{url_base}/{os}"));
-    let dataq = sh_quote(data);
     let download = format!(
         "cd {wdq} && {{ if command -v curl >/dev/null 2>&1; then curl -sSf -o ./cado-host {url}; \
          elif command -v wget >/dev/null 2>&1; then wget -q -O ./cado-host {url}; \
@@ -257,44 +299,16 @@ fn cado_sh(
          f=\"$PWD/cado-host-capture-$(date +%s)-$(hostname 2>/dev/null | tr -cd 'A-Za-z0-9.-').tar.lz4\" && ",
         wdq = sh_quote(&p.workdir(job)),
     );
-    let verbose = if o.verbose { "--verbose " } else { "" };
-    let ssl = if o.skip_ssl_verify {
-        " --skip_ssl_verify"
-    } else {
-        ""
+    let dialect = Dialect {
+        quote: sh_quote,
+        exe: "./cado-host".into(),
+        archive: "\"$f\"",
+        and_then: |a, b| format!("{a} && {b}"),
+        detect: |exe, a, b| {
+            format!("if {exe} --help 2>&1 | grep -q capture; then {a}; else {b}; fi")
+        },
     };
-    let subcommands = || {
-        let capture = o.capture_flags(p, sh_quote).join(" ");
-        let capture = if capture.is_empty() {
-            String::new()
-        } else {
-            format!("{capture} ")
-        };
-        format!(
-            "./cado-host {verbose}capture {capture}--output_path \"$f\" && \
-             ./cado-host upload --presigned_data {dataq} --capture_path \"$f\" --no_cleanup{ssl}"
-        )
-    };
-    let flat = || -> Result<String> {
-        let flags = o.flat_flags(p, sh_quote)?;
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", flags.join(" "))
-        };
-        Ok(format!(
-            "./cado-host --presigned_data {dataq} {flags}-o \"$f\" --no_cleanup"
-        ))
-    };
-    let run = match cli {
-        CadoCli::Subcommands => subcommands(),
-        CadoCli::Flat => flat()?,
-        CadoCli::Detect => format!(
-            "if ./cado-host --help 2>&1 | grep -q capture; then {}; else {}; fi",
-            subcommands(),
-            flat()?
-        ),
-    };
+    let run = cado_run(o, cli, p, &dialect, data)?;
     Ok(format!(
         "{download}{{ {run}; }} || {{ echo 'Cado Host has failed'; exit 1; }}"
     ))
@@ -310,7 +324,6 @@ fn cado_windows(
 ) -> Result<String> {
     let wd = Platform::Windows.workdir(job);
     let exe = ps_quote(&format!("{wd}\\cado-host.exe"));
-    let dataq = ps_quote(data);
     let head = format!(
         "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; \
          Set-Location -LiteralPath {wdq}; \
@@ -320,44 +333,18 @@ fn cado_windows(
         wdq = ps_quote(&wd),
         urlq = ps_quote(&format!("{url_base}/windows/cado-host.exe")),
     );
-    let verbose = if o.verbose { "--verbose " } else { "" };
-    let ssl = if o.skip_ssl_verify {
-        " --skip_ssl_verify"
-    } else {
-        ""
+    let dialect = Dialect {
+        quote: ps_quote,
+        exe: format!("& {exe}"),
+        archive: "$f",
+        and_then: |a, b| format!("{a}; if ($LASTEXITCODE -eq 0) {{ {b} }}"),
+        detect: |exe, a, b| {
+            format!(
+                "if (({exe} --help 2>&1 | Out-String) -match 'capture') {{ {a} }} else {{ {b} }}"
+            )
+        },
     };
-    let subcommands = || {
-        let capture = o.capture_flags(Platform::Windows, ps_quote).join(" ");
-        let capture = if capture.is_empty() {
-            String::new()
-        } else {
-            format!("{capture} ")
-        };
-        format!(
-            "& {exe} {verbose}capture {capture}--output_path $f; \
-             if ($LASTEXITCODE -eq 0) {{ & {exe} upload --presigned_data {dataq} --capture_path $f --no_cleanup{ssl} }}"
-        )
-    };
-    let flat = || -> Result<String> {
-        let flags = o.flat_flags(Platform::Windows, ps_quote)?;
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", flags.join(" "))
-        };
-        Ok(format!(
-            "& {exe} --presigned_data {dataq} {flags}-o $f --no_cleanup"
-        ))
-    };
-    let run = match cli {
-        CadoCli::Subcommands => subcommands(),
-        CadoCli::Flat => flat()?,
-        CadoCli::Detect => format!(
-            "if ((& {exe} --help 2>&1 | Out-String) -match 'capture') {{ {} }} else {{ {} }}",
-            subcommands(),
-            flat()?
-        ),
-    };
+    let run = cado_run(o, cli, Platform::Windows, &dialect, data)?;
     Ok(format!("{head}{run}; exit $LASTEXITCODE"))
 }
 

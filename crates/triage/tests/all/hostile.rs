@@ -13,26 +13,18 @@ async fn planted_directories_and_full_disks_are_refused_by_the_host() {
     let job = JobId::random();
     let ids: Vec<String> = hosts.iter().map(|h| h.device_id.clone()).collect();
     let (planted, full) = (&ids[..3], &ids[3..6]);
-    let falcon = env.sb.info().falcon_url.clone();
-    let r: serde_json::Value = env
-        .http
-        .post(format!("{falcon}/_sandbox/hosts/workdir"))
-        .json(&serde_json::json!({"ids": planted, "job": job.as_str()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = env
+        .falcon_post(
+            "/_sandbox/hosts/workdir",
+            serde_json::json!({"ids": planted, "job": job.as_str()}),
+        )
+        .await;
     assert_eq!(r["planted"], 3);
-    env.http
-        .post(format!("{falcon}/_sandbox/hosts/disk"))
-        .json(&serde_json::json!({"ids": full, "free_bytes": 10_000_000}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    env.falcon_post(
+        "/_sandbox/hosts/disk",
+        serde_json::json!({"ids": full, "free_bytes": 10_000_000}),
+    )
+    .await;
     let set = env
         .cado
         .collector_set(PROJECT, &CadoOptions::default(), &ps)
