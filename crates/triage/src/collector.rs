@@ -163,71 +163,102 @@ impl CadoOptions {
     }
 
     /// `capture` options of the subcommand form for `platform`.
-    fn capture_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Vec<String> {
-        let mut f = Vec::new();
-        match self.mode {
-            CollectionMode::Default => {}
-            CollectionMode::Light => f.push("--collection_mode light".to_string()),
-            CollectionMode::Max => f.push("--collection_mode max".to_string()),
-        }
-        match platform {
-            Platform::Windows if self.memory => f.push("--include_memory".into()),
-            Platform::Linux if !self.memory => f.push("--skip_memory".into()),
-            _ => {}
-        }
-        if self.extended_memory && platform == Platform::Linux {
-            f.push("--include_large_memory".into());
-        }
-        if !self.groups.is_empty() {
-            f.push(format!("--groups {}", quoted_list(&self.groups, quote)));
-        }
-        if !self.additional_files.is_empty() {
-            f.push(format!(
-                "--additional_files {}",
-                quoted_list(&self.additional_files, quote)
-            ));
-        }
-        f
+    fn capture_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Result<Vec<String>> {
+        self.cli_flags(&SUBCOMMAND_FLAGS, platform, quote)
     }
 
     /// Options of the flat (v1.x) form for `platform`; an option that form does not have is an error.
     fn flat_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Result<Vec<String>> {
-        let unsupported = |what: &str| {
-            Error::invalid(
-                "cado host options",
-                format!(
-                    "{what} is not available in the flat command line of Cado Host before the `capture` subcommand; use a v3 version or --cado-cli subcommands"
-                ),
-            )
-        };
-        let mut f = Vec::new();
-        match self.mode {
-            CollectionMode::Default => {}
-            CollectionMode::Light => f.push("--light_mode".to_string()),
-            CollectionMode::Max => return Err(unsupported("collection mode max")),
-        }
-        if !self.groups.is_empty() {
-            return Err(unsupported("--groups"));
-        }
+        let mut f = self.cli_flags(&FLAT_FLAGS, platform, quote)?;
         if self.skip_ssl_verify {
-            return Err(unsupported("skip ssl verification"));
-        }
-        match platform {
-            Platform::Windows if self.memory => f.push("--get_windows_memory".into()),
-            Platform::Linux if !self.memory => f.push("--skip_linux_memory".into()),
-            _ => {}
-        }
-        if self.extended_memory && platform == Platform::Linux {
-            f.push("--include_large_varc".into());
-        }
-        if !self.additional_files.is_empty() {
-            f.push(format!("-a {}", quoted_list(&self.additional_files, quote)));
+            return Err(unsupported_in_flat("skip ssl verification"));
         }
         if self.verbose {
             f.push("--verbose".into());
         }
         Ok(f)
     }
+
+    fn cli_flags(
+        &self,
+        names: &CliFlags,
+        platform: Platform,
+        quote: fn(&str) -> String,
+    ) -> Result<Vec<String>> {
+        let mut f = Vec::new();
+        match self.mode {
+            CollectionMode::Default => {}
+            CollectionMode::Light => f.push(names.light.to_string()),
+            CollectionMode::Max => f.push(
+                names
+                    .max
+                    .ok_or_else(|| unsupported_in_flat("collection mode max"))?
+                    .to_string(),
+            ),
+        }
+        match platform {
+            Platform::Windows if self.memory => f.push(names.windows_memory.into()),
+            Platform::Linux if !self.memory => f.push(names.skip_linux_memory.into()),
+            _ => {}
+        }
+        if self.extended_memory && platform == Platform::Linux {
+            f.push(names.large_memory.into());
+        }
+        if !self.groups.is_empty() {
+            let flag = names
+                .groups
+                .ok_or_else(|| unsupported_in_flat("--groups"))?;
+            f.push(format!("{flag} {}", quoted_list(&self.groups, quote)));
+        }
+        if !self.additional_files.is_empty() {
+            f.push(format!(
+                "{} {}",
+                names.additional_files,
+                quoted_list(&self.additional_files, quote)
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// The flag names of one Cado Host command-line form (`reference/cado-host.md` 1.1 and 1.2).
+struct CliFlags {
+    light: &'static str,
+    max: Option<&'static str>,
+    windows_memory: &'static str,
+    skip_linux_memory: &'static str,
+    large_memory: &'static str,
+    groups: Option<&'static str>,
+    additional_files: &'static str,
+}
+
+const SUBCOMMAND_FLAGS: CliFlags = CliFlags {
+    light: "--collection_mode light",
+    max: Some("--collection_mode max"),
+    windows_memory: "--include_memory",
+    skip_linux_memory: "--skip_memory",
+    large_memory: "--include_large_memory",
+    groups: Some("--groups"),
+    additional_files: "--additional_files",
+};
+
+const FLAT_FLAGS: CliFlags = CliFlags {
+    light: "--light_mode",
+    max: None,
+    windows_memory: "--get_windows_memory",
+    skip_linux_memory: "--skip_linux_memory",
+    large_memory: "--include_large_varc",
+    groups: None,
+    additional_files: "-a",
+};
+
+fn unsupported_in_flat(what: &str) -> Error {
+    Error::invalid(
+        "cado host options",
+        format!(
+            "{what} is not available in the flat command line of Cado Host before the `capture` subcommand; use a v3 version or --cado-cli subcommands"
+        ),
+    )
 }
 
 fn quoted_list(items: &[String], quote: fn(&str) -> String) -> String {
@@ -260,7 +291,7 @@ fn cado_run(o: &CadoOptions, cli: CadoCli, p: Platform, d: &Dialect, data: &str)
     let subcommands = (d.and_then)(
         &format!(
             "{exe} {verbose}capture {}--output_path {f}",
-            words(o.capture_flags(p, d.quote))
+            words(o.capture_flags(p, d.quote)?)
         ),
         &format!("{exe} upload --presigned_data {dataq} --capture_path {f} --no_cleanup{ssl}"),
     );
