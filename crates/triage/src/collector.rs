@@ -1156,6 +1156,35 @@ done
         crate::script::tests::assert_powershell_parses("kape template", &cmd);
     }
 
+    /// The template examples of `docs/triage.md`, expanded with a real-shaped URL: the Windows one parses as
+    /// PowerShell, the Linux one as sh and bash.
+    #[test]
+    fn the_documented_template_examples_are_valid_scripts() {
+        let doc = include_str!("../../../docs/triage.md");
+        let example = |prefix: &str| {
+            let at = doc.find(prefix).expect(prefix) + prefix.len();
+            doc[at..].lines().next().unwrap().to_string()
+        };
+        let mut t = BTreeMap::new();
+        t.insert(Platform::Linux, example("# linux=uac.txt\n"));
+        t.insert(Platform::Windows, example("# windows=kape.txt\n"));
+        let s = SecretString::from(PRESIGNED);
+        let set = CollectorSet::from_templates("docs", &t, Some(&s), &job()).unwrap();
+        crate::script::tests::assert_powershell_parses(
+            "kape example",
+            set.command(Platform::Windows).unwrap().expose_secret(),
+        );
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .arg("-n")
+                .arg("-c")
+                .arg(set.command(Platform::Linux).unwrap().expose_secret())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{shell}: {out:?}");
+        }
+    }
+
     #[test]
     fn the_secret_file_placeholder() {
         let mut t = BTreeMap::new();
