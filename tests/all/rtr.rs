@@ -17,11 +17,19 @@ fn launch_script(collector: &str) -> String {
     let quoted = collector.replace('\'', r"'\''");
     format!(
         r#"d=/tmp/cado-host-{JOB}
-if [ -f "$d/pid" ]; then echo "FALCON-TRIAGE already-launched job={JOB} pid=$(cat "$d/pid")"; exit 0; fi
-mkdir -p "$d" && cd "$d" || {{ echo "FALCON-TRIAGE launch-error job={JOB} reason=workdir"; exit 1; }}
-(sh -c '{quoted}' > "$d/collector.log" 2>&1; echo $? > "$d/exit_code") < /dev/null > /dev/null 2>&1 &
-echo $! > "$d/pid"
-echo "FALCON-TRIAGE launched job={JOB} pid=$!""#
+umask 077
+free=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {{print $4}}')
+case "$free" in ''|*[!0-9]*) ;; *) if [ "$free" -lt 1048576 ]; then echo "FALCON-TRIAGE no-space job={JOB} free=$((free * 1024)) required=1073741824"; exit 1; fi;; esac
+if ! mkdir "$d" 2>/dev/null; then
+if [ ! -L "$d" ] && [ -d "$d" ] && set -- $(ls -ldn "$d" 2>/dev/null) && [ "$3" = 0 ] && [ "${{1%[.@]}}" = drwx------ ]; then echo "FALCON-TRIAGE already-launched job={JOB} pid=$(cat "$d/pid" 2>/dev/null)"; exit 0; fi
+echo "FALCON-TRIAGE launch-error job={JOB} reason=workdir-exists"; exit 1
+fi
+cd "$d" || {{ echo "FALCON-TRIAGE launch-error job={JOB} reason=workdir"; exit 1; }}
+printf '%s\n' '{quoted}' > "$d/cmd"
+(sh "$d/cmd" > "$d/collector.log" 2>&1; rc=$?; echo $rc > "$d/exit_code") < /dev/null > /dev/null 2>&1 &
+p=$!
+echo $p > "$d/pid"
+echo "FALCON-TRIAGE launched job={JOB} pid=$p""#
     )
 }
 
@@ -222,9 +230,14 @@ async fn batch_launch_and_probe_follow_the_collector_protocol() {
                     format!("FALCON-TRIAGE exited job={JOB} code=127"),
                     "{aid}: {out}"
                 );
+                // the archive the wrapper measured (none: the collector did not run), then the log
                 let tail: Vec<&str> = out.lines().skip(1).collect();
                 assert_eq!(
                     tail.first().copied(),
+                    Some(format!("FALCON-TRIAGE archive job={JOB} bytes=0 name=").as_str())
+                );
+                assert_eq!(
+                    tail.get(1).copied(),
                     Some(format!("FALCON-TRIAGE log-tail job={JOB}").as_str())
                 );
                 assert!(tail.iter().any(|l| l.contains("not found")), "{aid}: {out}");

@@ -115,7 +115,8 @@ pub struct CollectorArgs {
     #[arg(long, default_value = triage::collector::DEFAULT_DOWNLOAD_BASE)]
     pub download_base: String,
     /// Collector template per platform, PLATFORM=FILE (repeat): the file's text is the command, with
-    /// {job}, {workdir} and {secret} placeholders (UAC, KAPE, Velociraptor offline collector...).
+    /// {job}, {workdir}, {secret} (one quoted word), {secret_raw} and {secret_file} placeholders (UAC,
+    /// KAPE, Velociraptor offline collector...).
     #[arg(long = "template", value_parser = parse_template_arg)]
     pub templates: Vec<(Platform, PathBuf)>,
     /// File holding the template secret for {secret} (or set TRIAGE_TEMPLATE_SECRET).

@@ -163,75 +163,149 @@ impl CadoOptions {
     }
 
     /// `capture` options of the subcommand form for `platform`.
-    fn capture_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Vec<String> {
-        let mut f = Vec::new();
-        match self.mode {
-            CollectionMode::Default => {}
-            CollectionMode::Light => f.push("--collection_mode light".to_string()),
-            CollectionMode::Max => f.push("--collection_mode max".to_string()),
-        }
-        match platform {
-            Platform::Windows if self.memory => f.push("--include_memory".into()),
-            Platform::Linux if !self.memory => f.push("--skip_memory".into()),
-            _ => {}
-        }
-        if self.extended_memory && platform == Platform::Linux {
-            f.push("--include_large_memory".into());
-        }
-        if !self.groups.is_empty() {
-            f.push(format!("--groups {}", quoted_list(&self.groups, quote)));
-        }
-        if !self.additional_files.is_empty() {
-            f.push(format!(
-                "--additional_files {}",
-                quoted_list(&self.additional_files, quote)
-            ));
-        }
-        f
+    fn capture_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Result<Vec<String>> {
+        self.cli_flags(&SUBCOMMAND_FLAGS, platform, quote)
     }
 
     /// Options of the flat (v1.x) form for `platform`; an option that form does not have is an error.
     fn flat_flags(&self, platform: Platform, quote: fn(&str) -> String) -> Result<Vec<String>> {
-        let unsupported = |what: &str| {
-            Error::invalid(
-                "cado host options",
-                format!(
-                    "{what} is not available in the flat command line of Cado Host before the `capture` subcommand; use a v3 version or --cado-cli subcommands"
-                ),
-            )
-        };
-        let mut f = Vec::new();
-        match self.mode {
-            CollectionMode::Default => {}
-            CollectionMode::Light => f.push("--light_mode".to_string()),
-            CollectionMode::Max => return Err(unsupported("collection mode max")),
-        }
-        if !self.groups.is_empty() {
-            return Err(unsupported("--groups"));
-        }
+        let mut f = self.cli_flags(&FLAT_FLAGS, platform, quote)?;
         if self.skip_ssl_verify {
-            return Err(unsupported("skip ssl verification"));
-        }
-        match platform {
-            Platform::Windows if self.memory => f.push("--get_windows_memory".into()),
-            Platform::Linux if !self.memory => f.push("--skip_linux_memory".into()),
-            _ => {}
-        }
-        if self.extended_memory && platform == Platform::Linux {
-            f.push("--include_large_varc".into());
-        }
-        if !self.additional_files.is_empty() {
-            f.push(format!("-a {}", quoted_list(&self.additional_files, quote)));
+            return Err(unsupported_in_flat("skip ssl verification"));
         }
         if self.verbose {
             f.push("--verbose".into());
         }
         Ok(f)
     }
+
+    fn cli_flags(
+        &self,
+        names: &CliFlags,
+        platform: Platform,
+        quote: fn(&str) -> String,
+    ) -> Result<Vec<String>> {
+        let mut f = Vec::new();
+        match self.mode {
+            CollectionMode::Default => {}
+            CollectionMode::Light => f.push(names.light.to_string()),
+            CollectionMode::Max => f.push(
+                names
+                    .max
+                    .ok_or_else(|| unsupported_in_flat("collection mode max"))?
+                    .to_string(),
+            ),
+        }
+        match platform {
+            Platform::Windows if self.memory => f.push(names.windows_memory.into()),
+            Platform::Linux if !self.memory => f.push(names.skip_linux_memory.into()),
+            _ => {}
+        }
+        if self.extended_memory && platform == Platform::Linux {
+            f.push(names.large_memory.into());
+        }
+        if !self.groups.is_empty() {
+            let flag = names
+                .groups
+                .ok_or_else(|| unsupported_in_flat("--groups"))?;
+            f.push(format!("{flag} {}", quoted_list(&self.groups, quote)));
+        }
+        if !self.additional_files.is_empty() {
+            f.push(format!(
+                "{} {}",
+                names.additional_files,
+                quoted_list(&self.additional_files, quote)
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// The flag names of one Cado Host command-line form (`reference/cado-host.md` 1.1 and 1.2).
+struct CliFlags {
+    light: &'static str,
+    max: Option<&'static str>,
+    windows_memory: &'static str,
+    skip_linux_memory: &'static str,
+    large_memory: &'static str,
+    groups: Option<&'static str>,
+    additional_files: &'static str,
+}
+
+const SUBCOMMAND_FLAGS: CliFlags = CliFlags {
+    light: "--collection_mode light",
+    max: Some("--collection_mode max"),
+    windows_memory: "--include_memory",
+    skip_linux_memory: "--skip_memory",
+    large_memory: "--include_large_memory",
+    groups: Some("--groups"),
+    additional_files: "--additional_files",
+};
+
+const FLAT_FLAGS: CliFlags = CliFlags {
+    light: "--light_mode",
+    max: None,
+    windows_memory: "--get_windows_memory",
+    skip_linux_memory: "--skip_linux_memory",
+    large_memory: "--include_large_varc",
+    groups: None,
+    additional_files: "-a",
+};
+
+fn unsupported_in_flat(what: &str) -> Error {
+    Error::invalid(
+        "cado host options",
+        format!(
+            "{what} is not available in the flat command line of Cado Host before the `capture` subcommand; use a v3 version or --cado-cli subcommands"
+        ),
+    )
 }
 
 fn quoted_list(items: &[String], quote: fn(&str) -> String) -> String {
     items.iter().map(|g| quote(g)).collect::<Vec<_>>().join(" ")
+}
+
+/// The shell-specific words of a Cado Host command.
+struct Dialect {
+    quote: fn(&str) -> String,
+    /// How the binary is called (`./cado-host`, `& '<path>\cado-host.exe'`).
+    exe: String,
+    /// The archive path variable as an argument (`"$f"`, `$f`).
+    archive: &'static str,
+    /// `capture`, then `upload` when the capture succeeded.
+    and_then: fn(&str, &str) -> String,
+    /// Asks the binary on the host whether it knows `capture`: `(exe, subcommand form, flat form)`.
+    detect: fn(&str, &str, &str) -> String,
+}
+
+/// The capture-and-upload part of a Cado Host command in the form `cli` asks for.
+fn cado_run(o: &CadoOptions, cli: CadoCli, p: Platform, d: &Dialect, data: &str) -> Result<String> {
+    let (exe, f, dataq) = (&d.exe, d.archive, (d.quote)(data));
+    let words = |v: Vec<String>| v.iter().map(|w| format!("{w} ")).collect::<String>();
+    let verbose = if o.verbose { "--verbose " } else { "" };
+    let ssl = if o.skip_ssl_verify {
+        " --skip_ssl_verify"
+    } else {
+        ""
+    };
+    let subcommands = (d.and_then)(
+        &format!(
+            "{exe} {verbose}capture {}--output_path {f}",
+            words(o.capture_flags(p, d.quote)?)
+        ),
+        &format!("{exe} upload --presigned_data {dataq} --capture_path {f} --no_cleanup{ssl}"),
+    );
+    let flat = || -> Result<String> {
+        Ok(format!(
+            "{exe} --presigned_data {dataq} {}-o {f} --no_cleanup",
+            words(o.flat_flags(p, d.quote)?)
+        ))
+    };
+    Ok(match cli {
+        CadoCli::Subcommands => subcommands,
+        CadoCli::Flat => flat()?,
+        CadoCli::Detect => (d.detect)(exe, &subcommands, &flat()?),
+    })
 }
 
 /// The Cado Host command for Linux and macOS (`sh`): download, capture, upload.
@@ -249,7 +323,6 @@ fn cado_sh(
         "osx/cado-host"
     };
     let url = sh_quote(&format!("{url_base}/{os}"));
-    let dataq = sh_quote(data);
     let download = format!(
         "cd {wdq} && {{ if command -v curl >/dev/null 2>&1; then curl -sSf -o ./cado-host {url}; \
          elif command -v wget >/dev/null 2>&1; then wget -q -O ./cado-host {url}; \
@@ -257,44 +330,16 @@ fn cado_sh(
          f=\"$PWD/cado-host-capture-$(date +%s)-$(hostname 2>/dev/null | tr -cd 'A-Za-z0-9.-').tar.lz4\" && ",
         wdq = sh_quote(&p.workdir(job)),
     );
-    let verbose = if o.verbose { "--verbose " } else { "" };
-    let ssl = if o.skip_ssl_verify {
-        " --skip_ssl_verify"
-    } else {
-        ""
+    let dialect = Dialect {
+        quote: sh_quote,
+        exe: "./cado-host".into(),
+        archive: "\"$f\"",
+        and_then: |a, b| format!("{a} && {b}"),
+        detect: |exe, a, b| {
+            format!("if {exe} --help 2>&1 | grep -q capture; then {a}; else {b}; fi")
+        },
     };
-    let subcommands = || {
-        let capture = o.capture_flags(p, sh_quote).join(" ");
-        let capture = if capture.is_empty() {
-            String::new()
-        } else {
-            format!("{capture} ")
-        };
-        format!(
-            "./cado-host {verbose}capture {capture}--output_path \"$f\" && \
-             ./cado-host upload --presigned_data {dataq} --capture_path \"$f\" --no_cleanup{ssl}"
-        )
-    };
-    let flat = || -> Result<String> {
-        let flags = o.flat_flags(p, sh_quote)?;
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", flags.join(" "))
-        };
-        Ok(format!(
-            "./cado-host --presigned_data {dataq} {flags}-o \"$f\" --no_cleanup"
-        ))
-    };
-    let run = match cli {
-        CadoCli::Subcommands => subcommands(),
-        CadoCli::Flat => flat()?,
-        CadoCli::Detect => format!(
-            "if ./cado-host --help 2>&1 | grep -q capture; then {}; else {}; fi",
-            subcommands(),
-            flat()?
-        ),
-    };
+    let run = cado_run(o, cli, p, &dialect, data)?;
     Ok(format!(
         "{download}{{ {run}; }} || {{ echo 'Cado Host has failed'; exit 1; }}"
     ))
@@ -310,7 +355,6 @@ fn cado_windows(
 ) -> Result<String> {
     let wd = Platform::Windows.workdir(job);
     let exe = ps_quote(&format!("{wd}\\cado-host.exe"));
-    let dataq = ps_quote(data);
     let head = format!(
         "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; \
          Set-Location -LiteralPath {wdq}; \
@@ -320,44 +364,18 @@ fn cado_windows(
         wdq = ps_quote(&wd),
         urlq = ps_quote(&format!("{url_base}/windows/cado-host.exe")),
     );
-    let verbose = if o.verbose { "--verbose " } else { "" };
-    let ssl = if o.skip_ssl_verify {
-        " --skip_ssl_verify"
-    } else {
-        ""
+    let dialect = Dialect {
+        quote: ps_quote,
+        exe: format!("& {exe}"),
+        archive: "$f",
+        and_then: |a, b| format!("{a}; if ($LASTEXITCODE -eq 0) {{ {b} }}"),
+        detect: |exe, a, b| {
+            format!(
+                "if (({exe} --help 2>&1 | Out-String) -match 'capture') {{ {a} }} else {{ {b} }}"
+            )
+        },
     };
-    let subcommands = || {
-        let capture = o.capture_flags(Platform::Windows, ps_quote).join(" ");
-        let capture = if capture.is_empty() {
-            String::new()
-        } else {
-            format!("{capture} ")
-        };
-        format!(
-            "& {exe} {verbose}capture {capture}--output_path $f; \
-             if ($LASTEXITCODE -eq 0) {{ & {exe} upload --presigned_data {dataq} --capture_path $f --no_cleanup{ssl} }}"
-        )
-    };
-    let flat = || -> Result<String> {
-        let flags = o.flat_flags(Platform::Windows, ps_quote)?;
-        let flags = if flags.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", flags.join(" "))
-        };
-        Ok(format!(
-            "& {exe} --presigned_data {dataq} {flags}-o $f --no_cleanup"
-        ))
-    };
-    let run = match cli {
-        CadoCli::Subcommands => subcommands(),
-        CadoCli::Flat => flat()?,
-        CadoCli::Detect => format!(
-            "if ((& {exe} --help 2>&1 | Out-String) -match 'capture') {{ {} }} else {{ {} }}",
-            subcommands(),
-            flat()?
-        ),
-    };
+    let run = cado_run(o, cli, Platform::Windows, &dialect, data)?;
     Ok(format!("{head}{run}; exit $LASTEXITCODE"))
 }
 
@@ -1136,6 +1154,35 @@ done
             .to_string();
         assert_eq!(cmd, "& kape.exe --s3url 'https://x/y?a=1&b=''2'''");
         crate::script::tests::assert_powershell_parses("kape template", &cmd);
+    }
+
+    /// The template examples of `docs/triage.md`, expanded with a real-shaped URL: the Windows one parses as
+    /// PowerShell, the Linux one as sh and bash.
+    #[test]
+    fn the_documented_template_examples_are_valid_scripts() {
+        let doc = include_str!("../../../docs/triage.md");
+        let example = |prefix: &str| {
+            let at = doc.find(prefix).expect(prefix) + prefix.len();
+            doc[at..].lines().next().unwrap().to_string()
+        };
+        let mut t = BTreeMap::new();
+        t.insert(Platform::Linux, example("# linux=uac.txt\n"));
+        t.insert(Platform::Windows, example("# windows=kape.txt\n"));
+        let s = SecretString::from(PRESIGNED);
+        let set = CollectorSet::from_templates("docs", &t, Some(&s), &job()).unwrap();
+        crate::script::tests::assert_powershell_parses(
+            "kape example",
+            set.command(Platform::Windows).unwrap().expose_secret(),
+        );
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .arg("-n")
+                .arg("-c")
+                .arg(set.command(Platform::Linux).unwrap().expose_secret())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{shell}: {out:?}");
+        }
     }
 
     #[test]

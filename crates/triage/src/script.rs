@@ -425,6 +425,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// The launch script for `platform` under `layout`.
+    fn launch_text(
+        layout: &HostLayout,
+        platform: Platform,
+        job: &JobId,
+        command: &str,
+        rules: &EvidenceRules,
+        secret_file: Option<&SecretString>,
+    ) -> String {
+        let command = SecretString::from(command.to_string());
+        let launch = Launch {
+            command: &command,
+            rules,
+            secret_file,
+        };
+        launch_script_in(layout, platform, job, launch)
+            .expose_secret()
+            .to_string()
+    }
+
     /// A temp root for job directories, with a layout owned by the test's own user.
     struct Root {
         dir: tempfile::TempDir,
@@ -442,18 +462,7 @@ pub(crate) mod tests {
             PathBuf::from(self.layout.sh_workdir(job))
         }
         fn launch(&self, job: &JobId, command: &str, rules: &EvidenceRules) -> String {
-            let cmd = SecretString::from(command.to_string());
-            let s = launch_script_in(
-                &self.layout,
-                Platform::Linux,
-                job,
-                Launch {
-                    command: &cmd,
-                    rules,
-                    secret_file: None,
-                },
-            );
-            s.expose_secret().to_string()
+            launch_text(&self.layout, Platform::Linux, job, command, rules, None)
         }
         fn probe(&self, shell: &str, job: &JobId) -> String {
             run(shell, &status_probe_in(&self.layout, job))
@@ -692,18 +701,15 @@ pub(crate) mod tests {
         let root = Root::new();
         let j = job();
         let secret = SecretString::from("https://b.s3.amazonaws.com/k?a=1&b='x'%20y");
-        let cmd = SecretString::from("cat secret > got".to_string());
-        let script = launch_script_in(
+        let script = launch_text(
             &root.layout,
             Platform::Linux,
             &j,
-            Launch {
-                command: &cmd,
-                rules: &rules(),
-                secret_file: Some(&secret),
-            },
+            "cat secret > got",
+            &rules(),
+            Some(&secret),
         );
-        run("sh", script.expose_secret());
+        run("sh", &script);
         let wd = root.wd(&j);
         wait_exit(&wd);
         assert_eq!(
@@ -718,21 +724,18 @@ pub(crate) mod tests {
 
     #[test]
     fn windows_scripts_parse_as_powershell() {
-        let cmd = SecretString::from(
-            "& 'C:\\tools\\kape.exe' --tsource C: --s3url 'https://x/y?a=1&b=2'; exit $LASTEXITCODE",
-        );
+        let cmd = "& 'C:\\tools\\kape.exe' --tsource C: --s3url 'https://x/y?a=1&b=2'; exit $LASTEXITCODE";
         let secret = SecretString::from("it's a secret");
         for secret_file in [None, Some(&secret)] {
-            let s = launch_script(
+            let s = launch_text(
+                &HostLayout::production(),
                 Platform::Windows,
                 &job(),
-                Launch {
-                    command: &cmd,
-                    rules: &rules(),
-                    secret_file,
-                },
+                cmd,
+                &rules(),
+                secret_file,
             );
-            assert_powershell_parses("windows launch script", s.expose_secret());
+            assert_powershell_parses("windows launch script", &s);
         }
         assert_powershell_parses(
             "windows wrapper",
@@ -752,17 +755,14 @@ pub(crate) mod tests {
 
     #[test]
     fn windows_launch_script_shape() {
-        let cmd = SecretString::from("Write-Output 'x'; exit 3");
-        let s = launch_script(
+        let s = &launch_text(
+            &HostLayout::production(),
             Platform::Windows,
             &job(),
-            Launch {
-                command: &cmd,
-                rules: &rules(),
-                secret_file: None,
-            },
+            "Write-Output 'x'; exit 3",
+            &rules(),
+            None,
         );
-        let s = s.expose_secret();
         assert!(s.contains("$d = 'C:\\Windows\\Temp\\cado-host-3f9a1c2e'\n"));
         // the command goes into an owner-only file, never onto a command line
         assert!(s.contains(
@@ -892,18 +892,17 @@ pub(crate) mod tests {
     /// shell syntax too (zsh parses a `-c` script whole before running any of it). The launch script too.
     #[test]
     fn the_whole_probe_and_the_launch_script_are_valid_sh_syntax() {
-        let cmd = SecretString::from("./uac -p ir_triage . 'a b'");
-        let launch = launch_script(
+        let cmd = "./uac -p ir_triage . 'a b'";
+        let launch = launch_text(
+            &HostLayout::production(),
             Platform::Linux,
             &job(),
-            Launch {
-                command: &cmd,
-                rules: &rules(),
-                secret_file: Some(&cmd),
-            },
+            cmd,
+            &rules(),
+            Some(&SecretString::from(cmd)),
         );
         for shell in ["sh", "bash"] {
-            for script in [status_probe(&job()), launch.expose_secret().to_string()] {
+            for script in [status_probe(&job()), launch.clone()] {
                 let out = std::process::Command::new(shell)
                     .arg("-n")
                     .arg("-c")

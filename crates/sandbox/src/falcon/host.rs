@@ -328,12 +328,12 @@ impl Jobs {
         };
         let disk = self.disks.entry(host.device_id.clone()).or_default();
         // the free-space check comes first and leaves nothing behind
-        if let (Some(free), Some(required)) = (disk.free_bytes, required_free(script)) {
-            if free < required {
-                return Output::out(format!(
-                    "FALCON-TRIAGE no-space job={job} free={free} required={required}\n"
-                ));
-            }
+        if let (Some(free), Some(required)) = (disk.free_bytes, required_free(script))
+            && free < required
+        {
+            return Output::out(format!(
+                "FALCON-TRIAGE no-space job={job} free={free} required={required}\n"
+            ));
         }
         let command = if windows {
             windows_collector(script)

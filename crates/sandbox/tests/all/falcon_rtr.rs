@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use sandbox::falcon::FalconConfig;
@@ -12,32 +11,40 @@ use crate::falcon::Falcon;
 
 const RTR: &str = "/real-time-response";
 
-/// The Linux launch script of `docs/collector-protocol.md`.
+/// The Linux launch script of `docs/collector-protocol.md`: free space, `mkdir` as the lock, the command
+/// in an owner-only file.
 fn linux_launch(job: &str, collector: &str) -> String {
     let quoted = collector.replace('\'', "'\\''");
     format!(
         "d=/tmp/cado-host-{job}\n\
-         if [ -f \"$d/pid\" ]; then echo \"FALCON-TRIAGE already-launched job={job} pid=$(cat \"$d/pid\")\"; exit 0; fi\n\
-         mkdir -p \"$d\" && cd \"$d\" || {{ echo \"FALCON-TRIAGE launch-error job={job} reason=workdir\"; exit 1; }}\n\
-         (sh -c '{quoted}' > \"$d/collector.log\" 2>&1; echo $? > \"$d/exit_code\") < /dev/null > /dev/null 2>&1 &\n\
-         echo $! > \"$d/pid\"\n\
-         echo \"FALCON-TRIAGE launched job={job} pid=$!\""
+         umask 077\n\
+         free=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {{print $4}}')\n\
+         case \"$free\" in ''|*[!0-9]*) ;; *) if [ \"$free\" -lt 2097152 ]; then echo \"FALCON-TRIAGE no-space job={job} free=$((free * 1024)) required=2147483648\"; exit 1; fi;; esac\n\
+         if ! mkdir \"$d\" 2>/dev/null; then\n\
+         if [ ! -L \"$d\" ] && [ -d \"$d\" ] && set -- $(ls -ldn \"$d\" 2>/dev/null) && [ \"$3\" = 0 ] && [ \"${{1%[.@]}}\" = drwx------ ]; then echo \"FALCON-TRIAGE already-launched job={job} pid=$(cat \"$d/pid\" 2>/dev/null)\"; exit 0; fi\n\
+         echo \"FALCON-TRIAGE launch-error job={job} reason=workdir-exists\"; exit 1\n\
+         fi\n\
+         cd \"$d\" || {{ echo \"FALCON-TRIAGE launch-error job={job} reason=workdir\"; exit 1; }}\n\
+         printf '%s\\n' '{quoted}' > \"$d/cmd\"\n\
+         (sh \"$d/cmd\" > \"$d/collector.log\" 2>&1; rc=$?; echo $rc > \"$d/exit_code\") < /dev/null > /dev/null 2>&1 &\n\
+         p=$!\n\
+         echo $p > \"$d/pid\"\n\
+         echo \"FALCON-TRIAGE launched job={job} pid=$p\""
     )
 }
 
-/// The Windows launch script (collector passed base64 UTF-16LE).
+/// The Windows launch script: the `CreateNew` lock, then the command written to the owner-only `cmd.ps1`.
 fn windows_launch(job: &str, collector: &str) -> String {
-    let utf16: Vec<u8> = collector
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(utf16);
+    let quoted = collector.replace('\'', "''");
     format!(
-        "$d = 'C:\\Windows\\Temp\\cado-host-{job}'\n\
-         if (Test-Path \"$d\\pid\") {{ Write-Output \"FALCON-TRIAGE already-launched job={job} pid=$(Get-Content \"$d\\pid\")\"; exit 0 }}\n\
-         New-Item -ItemType Directory -Force -Path $d | Out-Null\n\
-         $inner = \"& {{ powershell.exe -NoProfile -EncodedCommand {b64} *> '$d\\collector.log'; `$LASTEXITCODE | Out-File -Encoding ascii '$d\\exit_code' }}\"\n\
-         $p = Start-Process powershell.exe -ArgumentList '-NoProfile','-Command',$inner -WindowStyle Hidden -PassThru\n\
+        "$ErrorActionPreference = \"Stop\"\n\
+         $d = 'C:\\Windows\\Temp\\cado-host-{job}'\n\
+         $free = (New-Object System.IO.DriveInfo ([System.IO.Path]::GetPathRoot($d))).AvailableFreeSpace\n\
+         if ($free -lt 2147483648) {{ Write-Output \"FALCON-TRIAGE no-space job={job} free=$free required=2147483648\"; exit 1 }}\n\
+         try {{ $lock = [System.IO.File]::Open(\"$d.lock\", [System.IO.FileMode]::CreateNew); $lock.Close() }} catch {{ Write-Output \"FALCON-TRIAGE already-launched job={job} pid=\"; exit 0 }}\n\
+         New-Item -ItemType Directory -Path $d | Out-Null\n\
+         [System.IO.File]::WriteAllText(\"$d\\cmd.ps1\", '{quoted}')\n\
+         $p = Start-Process powershell.exe -ArgumentList \"-NoProfile\",\"-NonInteractive\",\"-EncodedCommand\",\"<wrapper>\" -WindowStyle Hidden -PassThru\n\
          $p.Id | Out-File -Encoding ascii \"$d\\pid\"\n\
          Write-Output \"FALCON-TRIAGE launched job={job} pid=$($p.Id)\""
     )
@@ -192,6 +199,19 @@ async fn collector_launch_probe_and_upload_on_linux_and_windows() {
     assert_eq!(
         lines.next(),
         Some(format!("FALCON-TRIAGE exited job={job} code=0").as_str())
+    );
+    // the archive as the wrapper measured it: Cado's auto-import name, a size, a SHA-256
+    let archive = lines.next().unwrap();
+    let facts = archive
+        .strip_prefix(&format!("FALCON-TRIAGE archive job={job} bytes="))
+        .expect(archive);
+    let (bytes, rest) = facts.split_once(" sha256=").unwrap();
+    assert!(bytes.parse::<u64>().unwrap() > 1_000_000, "{archive}");
+    let (hash, name) = rest.split_once(" name=").unwrap();
+    assert_eq!(hash.len(), 64, "{archive}");
+    assert!(
+        name.starts_with("cado-host-capture-") && name.ends_with(".tar.lz4"),
+        "{archive}"
     );
     assert_eq!(
         lines.next(),

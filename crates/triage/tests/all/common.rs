@@ -76,6 +76,21 @@ impl Env {
             .expect("json")
     }
 
+    /// POSTs `body` to the Falcon simulator's control route `path`.
+    pub async fn falcon_post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}{path}", self.sb.info().falcon_url);
+        self.http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("control api")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// `/_sandbox/rtr` jobs by device id.
     pub async fn jobs(&self) -> HashMap<String, Vec<serde_json::Value>> {
         let dump = self.falcon_get("/_sandbox/rtr").await;

@@ -2,6 +2,7 @@
 
 mod common;
 mod fleet;
+mod hostile;
 mod queue;
 mod resume;
 mod selection;
