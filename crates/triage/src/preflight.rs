@@ -181,7 +181,7 @@ mod tests {
         let client = FalconClient::builder()
             .client_id("id")
             .client_secret(secrecy::SecretString::from("secret"))
-            .base_url(&server.uri())
+            .base_url(server.uri())
             .build()
             .unwrap();
         let checks = check_scopes(&client).await;

@@ -1,8 +1,8 @@
 //! The orchestrator: sessions, launches, polling rounds, verification, deadlines, the journal and progress.
 //!
-//! One module per phase of a round: [`sessions`] (batch sessions and their refresh), [`launch`],
-//! [`queue`] (hosts whose launch waits in Falcon's offline queue), [`probe`] (status probes),
-//! [`verify`] (evidence and capture checks) and [`deadlines`] (deadlines, timeouts, stop).
+//! One private module per phase of a round: `sessions` (batch sessions and their refresh), `launch`,
+//! `queue` (hosts whose launch waits in Falcon's offline queue), `probe` (status probes), `verify`
+//! (evidence and capture checks) and `deadlines` (deadlines, timeouts, stop).
 
 use std::collections::HashMap;
 use std::path::Path;

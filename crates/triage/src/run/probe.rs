@@ -1,6 +1,6 @@
 //! Polling rounds: one batch status probe per batch, sent to the launched hosts of that batch whatever
 //! their OS (the probe is one polyglot script). Hosts whose launch waits in the offline queue are never
-//! probed (see [`super::queue`]).
+//! probed (see `super::queue`).
 
 use std::collections::BTreeMap;
 
