@@ -89,6 +89,7 @@ pub struct FalconClientBuilder {
     base_url_error: Option<String>,
     settings: Settings,
     region_urls: HashMap<Region, Url>,
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for FalconClientBuilder {
@@ -182,6 +183,14 @@ impl FalconClientBuilder {
         self
     }
 
+    /// Accepts `http://` base URLs on hosts other than loopback (default false: the client secret and
+    /// every token would cross the network in clear text). Loopback (`127.0.0.0/8`, `[::1]`,
+    /// `localhost`) is always accepted, for simulators and mocks.
+    pub fn allow_insecure_http(mut self, yes: bool) -> Self {
+        self.allow_insecure_http = yes;
+        self
+    }
+
     /// Replaces all settings.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
@@ -235,6 +244,24 @@ impl FalconClientBuilder {
         }
         let cloud = self.cloud.unwrap_or_default();
         let region_urls = self.region_urls;
+        if !self.allow_insecure_http {
+            let custom = match &cloud {
+                Cloud::Custom(u) => Some(u),
+                _ => None,
+            };
+            if let Some(u) = custom
+                .into_iter()
+                .chain(region_urls.values())
+                .find(|u| is_insecure(u))
+            {
+                return Err(Error::Config(format!(
+                    "base URL {}://{}: plain http is refused for a host that is not loopback (the \
+                     secret would travel in clear text); use https, or allow_insecure_http(true)",
+                    u.scheme(),
+                    u.host_str().unwrap_or("")
+                )));
+            }
+        }
         let url_of = |r: Region| region_urls.get(&r).cloned().unwrap_or_else(|| r.base_url());
         let (base, region) = match &cloud {
             Cloud::Auto => (url_of(Region::Us1), Some(Region::Us1)),
@@ -300,6 +327,19 @@ impl Inner {
 
     pub(crate) fn base(&self) -> Url {
         self.base.read().expect("lock").clone()
+    }
+}
+
+/// True for a URL that is not https and not on loopback.
+pub(crate) fn is_insecure(u: &Url) -> bool {
+    if u.scheme() == "https" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        None => true,
     }
 }
 
