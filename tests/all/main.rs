@@ -1,5 +1,6 @@
 //! End-to-end tests of our clients against the sandbox (one module per area).
 
+mod actions;
 mod alerts;
 mod auth;
 mod common;

@@ -86,6 +86,10 @@ impl FalconClient {
 }
 
 impl Hosts {
+    pub(crate) fn client(&self) -> &FalconClient {
+        &self.client
+    }
+
     /// `GET /devices/queries/devices/v1`: one page of host ids by offset (offset + limit ≤ 10,000).
     /// For every id without the ceiling use [`HostQuery::ids`] or [`Hosts::ids`].
     pub fn query(&self) -> HostQuery {

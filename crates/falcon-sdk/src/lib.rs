@@ -99,6 +99,7 @@ mod config;
 mod envelope;
 mod error;
 pub mod fql;
+pub mod host_actions;
 pub mod host_groups;
 pub mod hosts;
 pub mod iocs;

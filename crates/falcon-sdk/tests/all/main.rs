@@ -3,6 +3,7 @@
 mod alerts;
 mod auth;
 mod common;
+mod host_actions;
 mod hosts;
 mod iocs;
 mod rtr;

@@ -9,6 +9,7 @@
 
 #![allow(clippy::result_large_err)] // handlers return early with a ready `Response`; it is never stored
 
+mod actions;
 mod alerts;
 mod auth;
 mod control;
@@ -79,6 +80,29 @@ pub struct FalconConfig {
     pub iocs: usize,
     /// Fault injection at start.
     pub faults: FaultConfig,
+    /// How long a containment change stays `*_pending` before an online host acknowledges it
+    /// (default 1 s; offline hosts stay pending until they come online).
+    pub containment_delay: Duration,
+    /// Most ids per host-action request (default 500 contain/lift/suppress, 100 hide/unhide).
+    pub action_caps: ActionCaps,
+}
+
+/// Per-request id caps of `PerformActionV2` (reference §2.3: 100 hide/unhide, 500 the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionCaps {
+    /// `contain`, `lift_containment`, `detection_suppress`, `detection_unsuppress`.
+    pub contain: usize,
+    /// `hide_host`, `unhide_host`.
+    pub hide: usize,
+}
+
+impl Default for ActionCaps {
+    fn default() -> Self {
+        ActionCaps {
+            contain: 500,
+            hide: 100,
+        }
+    }
 }
 
 impl Default for FalconConfig {
@@ -101,6 +125,8 @@ impl Default for FalconConfig {
             alerts: None,
             iocs: 0,
             faults: FaultConfig::default(),
+            containment_delay: Duration::from_secs(1),
+            action_caps: ActionCaps::default(),
         }
     }
 }
@@ -160,6 +186,9 @@ pub(crate) struct Sim {
     pub faults: Faults,
     pub bucket: Bucket,
     pub seed: u64,
+    pub actions: actions::ActionState,
+    pub action_caps: ActionCaps,
+    pub containment_delay: Duration,
 }
 
 impl Sim {
@@ -176,6 +205,8 @@ pub struct FalconServer {
     sim: Shared,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Background loops of the newer modules (aborted on shutdown).
+    aux: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FalconServer {
@@ -234,6 +265,9 @@ impl FalconServer {
             faults: Faults::new(config.faults.clone(), seed),
             bucket,
             seed,
+            actions: actions::ActionState::default(),
+            action_caps: config.action_caps,
+            containment_delay: config.containment_delay,
         });
         let app = router(sim.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -246,11 +280,13 @@ impl FalconServer {
             }
         });
         let ticker = tokio::spawn(rtr::ticker(sim.clone()));
+        let aux = vec![tokio::spawn(actions::ticker(sim.clone()))];
         FalconServer {
             url,
             sim,
             stop: Some(stop),
             tasks: vec![server, ticker],
+            aux,
         }
     }
 
@@ -289,6 +325,9 @@ impl FalconServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        for task in self.aux.drain(..) {
+            task.abort();
+        }
         let mut tasks = std::mem::take(&mut self.tasks);
         if let Some(ticker) = tasks.pop() {
             ticker.abort();
@@ -301,7 +340,7 @@ impl FalconServer {
 
 impl Drop for FalconServer {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.aux) {
             task.abort();
         }
     }
@@ -313,6 +352,7 @@ fn router(sim: Shared) -> Router {
         .merge(fleet::routes())
         .merge(iocs::routes())
         .merge(alerts::routes())
+        .merge(actions::routes())
         .merge(rtr::routes())
         .with_state(sim.clone())
         .route_layer(axum::middleware::from_fn_with_state(
