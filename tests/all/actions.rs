@@ -87,7 +87,7 @@ async fn contain_then_lift_with_pending_states_and_per_host_outcomes() {
     );
     let off = client
         .hosts()
-        .containment(&[offline.clone()])
+        .containment(std::slice::from_ref(&offline))
         .await
         .unwrap();
     assert_eq!(off[&offline], "containment_pending");

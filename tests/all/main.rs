@@ -8,3 +8,4 @@ mod hosts;
 mod iocs;
 mod opencti;
 mod rtr;
+mod streams;

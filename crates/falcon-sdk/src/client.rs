@@ -23,6 +23,9 @@ pub struct FalconClient {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) token_http: reqwest::Client,
+    /// Event Streams feeds: no total timeout (the body never ends), a read timeout instead.
+    pub(crate) stream_http: reqwest::Client,
+    pub(crate) allow_insecure_http: bool,
     pub(crate) creds: Credentials,
     pub(crate) settings: Settings,
     pub(crate) cloud: Cloud,
@@ -296,10 +299,18 @@ impl FalconClientBuilder {
             .timeout(s.request_timeout.min(std::time::Duration::from_secs(60)))
             .build()
             .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let stream_http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(s.connect_timeout)
+            .read_timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
         Ok(FalconClient {
             inner: Arc::new(Inner {
                 http,
                 token_http,
+                stream_http,
+                allow_insecure_http: self.allow_insecure_http,
                 creds: Credentials {
                     client_id,
                     client_secret,

@@ -105,6 +105,7 @@ pub mod hosts;
 pub mod iocs;
 mod pagination;
 mod raw;
+pub mod streams;
 mod transport;
 
 pub mod rtr;

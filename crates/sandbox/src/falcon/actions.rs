@@ -104,6 +104,7 @@ async fn perform(
     let now = Instant::now();
     let mut resources = Vec::new();
     let mut errors = Vec::new();
+    let mut audits = Vec::new();
     {
         let mut fleet = sim.fleet.write().expect("fleet lock");
         let mut pending = sim.actions.pending.lock().expect("actions lock");
@@ -151,10 +152,19 @@ async fn perform(
                 Outcome::Done => {
                     h.modified_timestamp = rfc3339(chrono::Utc::now());
                     resources.push(json!({"id": id, "path": ""}));
+                    audits.push(json!({
+                        "UserId": wire::client_id(), "OperationName": operation(&action),
+                        "ServiceName": "devices", "Success": true,
+                        "UTCTimestamp": chrono::Utc::now().timestamp(),
+                        "AuditKeyValues": [{"Key": "device_id", "ValueString": id}]
+                    }));
                 }
                 Outcome::NoOp(m) => errors.push(json!({"code": 409, "message": m})),
             }
         }
+    }
+    for a in audits {
+        super::streams::publish(&sim, None, "UserActivityAuditEvent", a);
     }
     let status = if !resources.is_empty() {
         StatusCode::ACCEPTED
@@ -172,4 +182,13 @@ async fn perform(
         status,
         json!({"meta": meta, "errors": errors, "resources": resources}),
     )
+}
+
+/// Audit operation names third-party hunting content keys containment on (reference §1.9, [T]).
+fn operation(action: &str) -> &str {
+    match action {
+        "contain" => "containment_requested",
+        "lift_containment" => "containment_lifted",
+        other => other,
+    }
 }

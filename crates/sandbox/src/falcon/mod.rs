@@ -18,6 +18,7 @@ pub mod fql;
 mod host;
 mod iocs;
 mod rtr;
+mod streams;
 mod wire;
 
 use std::collections::HashMap;
@@ -85,6 +86,10 @@ pub struct FalconConfig {
     pub containment_delay: Duration,
     /// Most ids per host-action request (default 500 contain/lift/suppress, 100 hide/unhide).
     pub action_caps: ActionCaps,
+    /// Event Streams partitions (default 1).
+    pub stream_partitions: usize,
+    /// Event Streams session lifetime without refresh, `refreshActiveSessionInterval` (default 1,800 s).
+    pub stream_session_ttl: Duration,
 }
 
 /// Per-request id caps of `PerformActionV2` (reference §2.3: 100 hide/unhide, 500 the others).
@@ -127,6 +132,8 @@ impl Default for FalconConfig {
             faults: FaultConfig::default(),
             containment_delay: Duration::from_secs(1),
             action_caps: ActionCaps::default(),
+            stream_partitions: 1,
+            stream_session_ttl: Duration::from_secs(1_800),
         }
     }
 }
@@ -189,6 +196,7 @@ pub(crate) struct Sim {
     pub actions: actions::ActionState,
     pub action_caps: ActionCaps,
     pub containment_delay: Duration,
+    pub streams: streams::StreamsState,
 }
 
 impl Sim {
@@ -242,6 +250,7 @@ impl FalconServer {
             .clone()
             .unwrap_or_else(|| derive_hex(&mut rng, 16).to_uppercase());
         let started = Instant::now();
+        let cid_for_streams = cid.clone();
         let fleet = fleet::Fleet::generate(&config, seed, &cid, started);
         let alerts = alerts::AlertStore::generate(
             &fleet,
@@ -268,7 +277,14 @@ impl FalconServer {
             actions: actions::ActionState::default(),
             action_caps: config.action_caps,
             containment_delay: config.containment_delay,
+            streams: streams::StreamsState::new(
+                &url,
+                &cid_for_streams,
+                config.stream_partitions,
+                config.stream_session_ttl,
+            ),
         });
+        streams::publish_alerts(&sim);
         let app = router(sim.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -353,6 +369,7 @@ fn router(sim: Shared) -> Router {
         .merge(iocs::routes())
         .merge(alerts::routes())
         .merge(actions::routes())
+        .merge(streams::routes())
         .merge(rtr::routes())
         .with_state(sim.clone())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -361,6 +378,7 @@ fn router(sim: Shared) -> Router {
         ))
         .fallback(fallback);
     api.merge(control::routes(sim.clone()))
+        .merge(streams::open_routes(sim.clone()))
         .merge(crate::faults::routes(sim.faults.clone()))
 }
 
