@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod hosts;
 mod iocs;
+mod mssp;
 mod opencti;
 mod rtr;
 mod streams;

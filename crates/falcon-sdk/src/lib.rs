@@ -98,6 +98,7 @@ mod client;
 mod config;
 mod envelope;
 mod error;
+pub mod flight_control;
 pub mod fql;
 pub mod host_actions;
 pub mod host_groups;

@@ -3,6 +3,7 @@
 mod alerts;
 mod auth;
 mod common;
+mod flight_control;
 mod host_actions;
 mod hosts;
 mod iocs;

@@ -17,6 +17,7 @@ mod fleet;
 pub mod fql;
 mod host;
 mod iocs;
+mod mssp;
 mod rtr;
 mod streams;
 mod wire;
@@ -90,6 +91,11 @@ pub struct FalconConfig {
     pub stream_partitions: usize,
     /// Event Streams session lifetime without refresh, `refreshActiveSessionInterval` (default 1,800 s).
     pub stream_session_ttl: Duration,
+    /// Flight Control: child CIDs of this (parent) tenant, each with its own fleet, IOC store, alerts,
+    /// streams and rate-limit window (default 0).
+    pub children: usize,
+    /// Hosts of each child's fleet (default 20).
+    pub child_hosts: usize,
 }
 
 /// Per-request id caps of `PerformActionV2` (reference §2.3: 100 hide/unhide, 500 the others).
@@ -134,6 +140,8 @@ impl Default for FalconConfig {
             action_caps: ActionCaps::default(),
             stream_partitions: 1,
             stream_session_ttl: Duration::from_secs(1_800),
+            children: 0,
+            child_hosts: 20,
         }
     }
 }
@@ -197,9 +205,59 @@ pub(crate) struct Sim {
     pub action_caps: ActionCaps,
     pub containment_delay: Duration,
     pub streams: streams::StreamsState,
+    pub mssp: mssp::MsspState,
 }
 
 impl Sim {
+    /// A tenant's state: fleet, alerts and IOCs generated from `config` and `seed`.
+    fn build(
+        config: &FalconConfig,
+        seed: u64,
+        bucket: Bucket,
+        url: &str,
+        [client_id, client_secret, cid]: [String; 3],
+        children: Vec<mssp::Child>,
+    ) -> Shared {
+        let started = Instant::now();
+        let fleet = fleet::Fleet::generate(config, seed, &cid, started);
+        let alerts = alerts::AlertStore::generate(
+            &fleet,
+            config.alerts.unwrap_or(config.hosts / 4),
+            seed,
+            &cid,
+        );
+        let mut iocs = iocs::IocStore::default();
+        iocs.preload(config.iocs, seed, &client_id);
+        let streams = streams::StreamsState::new(
+            url,
+            &cid,
+            config.stream_partitions,
+            config.stream_session_ttl,
+        );
+        let sim = Arc::new(Sim {
+            client_id,
+            client_secret,
+            cid,
+            knobs: RwLock::new(Knobs::from(config)),
+            auth: auth::AuthState::default(),
+            fleet: RwLock::new(fleet),
+            iocs: RwLock::new(iocs),
+            alerts: RwLock::new(alerts),
+            rtr: Mutex::new(rtr::Rtr::default()),
+            requests: Mutex::new(HashMap::new()),
+            faults: Faults::new(config.faults.clone(), seed),
+            bucket,
+            seed,
+            actions: actions::ActionState::default(),
+            action_caps: config.action_caps,
+            containment_delay: config.containment_delay,
+            streams,
+            mssp: mssp::MsspState::new(children),
+        });
+        streams::publish_alerts(&sim);
+        sim
+    }
+
     pub(crate) fn knobs(&self) -> Knobs {
         self.knobs.read().expect("knobs lock").clone()
     }
@@ -249,42 +307,15 @@ impl FalconServer {
             .cid
             .clone()
             .unwrap_or_else(|| derive_hex(&mut rng, 16).to_uppercase());
-        let started = Instant::now();
-        let cid_for_streams = cid.clone();
-        let fleet = fleet::Fleet::generate(&config, seed, &cid, started);
-        let alerts = alerts::AlertStore::generate(
-            &fleet,
-            config.alerts.unwrap_or(config.hosts / 4),
+        let children = mssp::children(&config, seed, &bucket, &url, &client_id, &client_secret);
+        let sim = Sim::build(
+            &config,
             seed,
-            &cid,
-        );
-        let mut iocs = iocs::IocStore::default();
-        iocs.preload(config.iocs, seed, &client_id);
-        let sim = Arc::new(Sim {
-            client_id,
-            client_secret,
-            cid,
-            knobs: RwLock::new(Knobs::from(&config)),
-            auth: auth::AuthState::default(),
-            fleet: RwLock::new(fleet),
-            iocs: RwLock::new(iocs),
-            alerts: RwLock::new(alerts),
-            rtr: Mutex::new(rtr::Rtr::default()),
-            requests: Mutex::new(HashMap::new()),
-            faults: Faults::new(config.faults.clone(), seed),
             bucket,
-            seed,
-            actions: actions::ActionState::default(),
-            action_caps: config.action_caps,
-            containment_delay: config.containment_delay,
-            streams: streams::StreamsState::new(
-                &url,
-                &cid_for_streams,
-                config.stream_partitions,
-                config.stream_session_ttl,
-            ),
-        });
-        streams::publish_alerts(&sim);
+            &url,
+            [client_id, client_secret, cid],
+            children,
+        );
         let app = router(sim.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -296,7 +327,11 @@ impl FalconServer {
             }
         });
         let ticker = tokio::spawn(rtr::ticker(sim.clone()));
-        let aux = vec![tokio::spawn(actions::ticker(sim.clone()))];
+        let mut aux = vec![tokio::spawn(actions::ticker(sim.clone()))];
+        for child in &sim.mssp.children {
+            aux.push(tokio::spawn(actions::ticker(child.sim.clone())));
+            aux.push(tokio::spawn(rtr::ticker(child.sim.clone())));
+        }
         FalconServer {
             url,
             sim,
@@ -370,6 +405,7 @@ fn router(sim: Shared) -> Router {
         .merge(alerts::routes())
         .merge(actions::routes())
         .merge(streams::routes())
+        .merge(mssp::routes())
         .merge(rtr::routes())
         .with_state(sim.clone())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -380,6 +416,7 @@ fn router(sim: Shared) -> Router {
     api.merge(control::routes(sim.clone()))
         .merge(streams::open_routes(sim.clone()))
         .merge(crate::faults::routes(sim.faults.clone()))
+        .layer(axum::middleware::from_fn_with_state(sim, mssp::dispatch))
 }
 
 async fn fallback(request: Request) -> Response {
