@@ -15,3 +15,16 @@ pub fn falcon_from_env(name: &str, member: bool) -> anyhow::Result<FalconClient>
         .user_agent(format!("falcon-sdk-example/{name}"))
         .build()?)
 }
+
+/// Ends the process: status 0 for `Ok(true)`, 1 for `Ok(false)` (the operation reported failures), 2
+/// with the error chain on stderr for `Err`.
+pub fn exit_with(result: anyhow::Result<bool>) -> ! {
+    match result {
+        Ok(true) => std::process::exit(0),
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -55,8 +55,9 @@ fn assert_exactly(offsets: &[u64], range: std::ops::RangeInclusive<u64>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_feed_resumes_from_the_last_offset_without_loss_or_duplicate() {
+/// Consumes 60,000 events from the beginning, calling the control `route` before events `at`; checks
+/// that every event came exactly once; returns (feed opens, discoveries).
+async fn consume_through(route: &str, at: &[usize]) -> (u64, u64) {
     let sb = common::start(config()).await;
     let info = sb.info();
     inject(info, 60_000).await;
@@ -67,55 +68,34 @@ async fn a_cut_feed_resumes_from_the_last_offset_without_loss_or_duplicate() {
             .consume(0, Start::Beginning)
             .stream(),
     );
-    let cut_url = format!("{}/_sandbox/streams/cut", info.falcon_url);
+    let url = format!("{}/_sandbox/streams/{route}", info.falcon_url);
     let offsets = read(&mut stream, 60_000, |i| {
-        let url = cut_url.clone();
+        let url = url.clone();
+        let now = at.contains(&i);
         async move {
-            if i == 1_500 || i == 30_000 {
+            if now {
                 common::post(url, json!({})).await;
             }
         }
     })
     .await;
     assert_exactly(&offsets, 1..=60_000);
-    // The session survived the cuts: one discovery, the feed reopened twice with the same token.
-    assert_eq!(common::falcon_requests(info, FEED).await, 3);
-    assert_eq!(
+    (
+        common::falcon_requests(info, FEED).await,
         common::falcon_requests(info, "GET /sensors/entities/datafeed/v2").await,
-        1
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_feed_resumes_from_the_last_offset_without_loss_or_duplicate() {
+    // The session survives the cuts: one discovery, the feed reopened twice with the same token.
+    assert_eq!(consume_through("cut", &[1_500, 30_000]).await, (3, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_expiring_mid_stream_is_rediscovered_and_resumed() {
-    let sb = common::start(config()).await;
-    let info = sb.info();
-    inject(info, 60_000).await;
-    let client = common::falcon(info);
-    let mut stream = Box::pin(
-        client
-            .event_streams(APP)
-            .consume(0, Start::Beginning)
-            .stream(),
-    );
-    let expire_url = format!("{}/_sandbox/streams/expire", info.falcon_url);
-    let offsets = read(&mut stream, 60_000, |i| {
-        let url = expire_url.clone();
-        async move {
-            if i == 1_000 {
-                common::post(url, json!({})).await;
-            }
-        }
-    })
-    .await;
-    assert_exactly(&offsets, 1..=60_000);
-    // Reopened with the stale token (401), then with the new session's.
-    assert_eq!(common::falcon_requests(info, FEED).await, 3);
-    assert_eq!(
-        common::falcon_requests(info, "GET /sensors/entities/datafeed/v2").await,
-        2,
-        "the expired session is replaced through a new discovery"
-    );
+    // Reopened with the stale token (401), then through a new discovery with the new session's token.
+    assert_eq!(consume_through("expire", &[1_000]).await, (3, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,12 +48,5 @@ async fn run() -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() {
-    match run().await {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-    }
+    examples::exit_with(run().await)
 }

@@ -87,12 +87,7 @@ async fn perform(
             );
         }
     };
-    let ids: Vec<String> = body
-        .and_then(|Json(b)| b.get("ids").and_then(|v| v.as_array().cloned()))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let ids = body_ids(body);
     if ids.is_empty() || ids.len() > max {
         return wire::error(
             StatusCode::BAD_REQUEST,
@@ -191,4 +186,13 @@ fn operation(action: &str) -> &str {
         "lift_containment" => "containment_lifted",
         other => other,
     }
+}
+
+/// The string ids of a `{"ids": [...]}` body (anything else: none).
+pub(crate) fn body_ids(body: Option<Json<Value>>) -> Vec<String> {
+    body.and_then(|Json(b)| b.get("ids").and_then(|v| v.as_array().cloned()))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }

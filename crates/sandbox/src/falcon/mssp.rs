@@ -247,12 +247,7 @@ async fn query_children(State(sim): State<Shared>, Query(q): Q) -> Response {
 }
 
 async fn get_children(State(sim): State<Shared>, body: Option<Json<Value>>) -> Response {
-    let ids: Vec<String> = body
-        .and_then(|Json(b)| b.get("ids").and_then(|v| v.as_array().cloned()))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let ids = super::actions::body_ids(body);
     if ids.is_empty() {
         return wire::error(StatusCode::BAD_REQUEST, POWERED_BY, "ids is required");
     }
