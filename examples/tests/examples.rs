@@ -352,3 +352,104 @@ async fn tail_stream_prints_one_line_per_event() {
     assert!(!stdout.contains(&info.opencti_token) && !stderr.contains(&info.opencti_token));
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contain_hosts_is_a_dry_run_unless_told_yes() {
+    let sb = start(40).await;
+    let info = sb.info();
+    let fleet = control(format!("{}/_sandbox/hosts", info.falcon_url)).await;
+    let target = fleet["hosts"][0]["hostname"].as_str().unwrap().to_string();
+    let aid = fleet["hosts"][0]["device_id"].as_str().unwrap().to_string();
+    let filter = format!("hostname:'{target}'");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_contain_hosts"));
+    falcon_env(&mut cmd, info);
+    cmd.arg(&filter);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{aid} would contain\n"));
+    let requests = control(format!("{}/_sandbox/requests", info.falcon_url)).await;
+    assert!(
+        requests["routes"]["POST /devices/entities/devices-actions/v2"].is_null(),
+        "a dry run acted: {requests}"
+    );
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_contain_hosts"));
+    falcon_env(&mut cmd, info);
+    cmd.args(["--yes", &filter]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{aid} Accepted\n"));
+    let client = falcon_sdk::FalconClient::builder()
+        .client_id(&info.falcon_client_id)
+        .client_secret(secrecy::SecretString::from(
+            info.falcon_client_secret.clone(),
+        ))
+        .base_url(&info.falcon_url)
+        .build()
+        .unwrap();
+    let states = client
+        .hosts()
+        .containment(std::slice::from_ref(&aid))
+        .await
+        .unwrap();
+    let status = states[&aid].as_str();
+    assert!(
+        status == "containment_pending" || status == "contained",
+        "{status}"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_detections_resumes_from_its_persisted_offset() {
+    let sb = start(80).await; // 20 alerts → 20 detection events at offsets 1..=20
+    let info = sb.info();
+    let file = std::env::temp_dir().join(format!("tail-detections-{}.offset", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let mut printed = Vec::new();
+    // Each run is a new consumer: a new appId (the previous one's session lingers, as in Falcon).
+    let runs: [&[&str]; 2] = [&["--from-beginning", "--max", "12"], &["--max", "8"]];
+    for (i, args) in runs.iter().enumerate() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tail_detections"));
+        falcon_env(&mut cmd, info);
+        cmd.env("TAIL_OFFSET_FILE", &file)
+            .env("FALCON_APP_ID", format!("tail{i}"))
+            .args(args.iter());
+        let out = run(cmd).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        printed.extend(text(&out.stdout).lines().map(str::to_owned));
+    }
+    let offsets: Vec<u64> = printed
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(offsets, (1..=20).collect::<Vec<u64>>(), "{printed:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "20");
+    let _ = std::fs::remove_file(&file);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_children_counts_each_childs_hosts() {
+    let mut config = SandboxConfig::default();
+    config.falcon.rate_limit_per_minute = None;
+    config.falcon.offline_share = 0.0;
+    config.falcon.children = 3;
+    config.falcon.child_hosts = 7;
+    let sb = Sandbox::start(config).await.expect("sandbox starts");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_list_children"));
+    falcon_env(&mut cmd, sb.info());
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for l in lines {
+        let parts: Vec<&str> = l.splitn(3, ' ').collect();
+        assert_eq!(parts[0].len(), 32, "{l}");
+        assert_eq!(parts[1], "7", "{l}");
+        assert!(parts[2].starts_with("Child tenant"), "{l}");
+    }
+    sb.shutdown().await;
+}

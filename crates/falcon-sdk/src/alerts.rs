@@ -8,7 +8,7 @@ use crate::client::FalconClient;
 use crate::envelope::{Envelope, Page, null_default};
 use crate::error::{Error, Result};
 use crate::host_groups::OFFSET_CEILING;
-use crate::pagination::{lenient_time, paged};
+use crate::pagination::{check_cursor, lenient_time, paged};
 use crate::transport::ApiRequest;
 
 /// The host an alert concerns (`device` of `DetectsAlert`).
@@ -181,6 +181,13 @@ pub enum AlertAction {
 }
 
 impl AlertAction {
+    /// True when applying the action twice leaves the alert as applying it once: states, tag sets and
+    /// assignees are set, while `append_comment` adds one more comment each time. Unknown actions are
+    /// treated as not idempotent.
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self, AlertAction::Comment(_) | AlertAction::Other { .. })
+    }
+
     fn to_param(&self) -> serde_json::Value {
         let (n, v): (&str, String) = match self {
             AlertAction::Status(s) => ("update_status", s.as_str().into()),
@@ -480,14 +487,18 @@ impl AlertCombined {
                 let req = self.request(after.as_deref());
                 let client = self.client.clone();
                 async move {
-                    let env: Envelope<Vec<Alert>> = client.send_envelope(req?).await?;
+                    let req = req?;
+                    let endpoint = req.endpoint();
+                    let env: Envelope<Vec<Alert>> = client.send_envelope(req).await?;
                     let page = Page::from_envelope(env);
                     let seen = seen + page.items.len() as u64;
                     let next = page.pagination().and_then(|p| p.after.clone());
                     let done = page.items.is_empty()
                         || next.as_deref().is_none_or(str::is_empty)
-                        || next == after
                         || page.total().is_some_and(|t| seen >= t);
+                    if !done {
+                        check_cursor(&endpoint, after.as_deref(), next.as_deref(), seen)?;
+                    }
                     Ok((page.items, (!done).then_some((next, seen))))
                 }
             },
@@ -515,20 +526,23 @@ impl AlertUpdate {
         self.include_hidden = Some(yes);
         self
     }
-    /// Sends the update in batches of [`crate::Settings::alert_batch_size`] ids (retried: it sets state).
+    /// Sends the update in batches of [`crate::Settings::alert_batch_size`] ids. An update that only sets
+    /// state is retried after a 5xx or a timeout; one with a comment (or an unknown action) only when the
+    /// request provably was not sent, so that a comment is never duplicated.
     pub async fn send(self) -> Result<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
         let params: Vec<serde_json::Value> =
             self.actions.iter().map(AlertAction::to_param).collect();
+        let idempotent = self.actions.iter().all(AlertAction::is_idempotent);
         let batch = self.client.settings().alert_batch_size;
         let total = self.ids.len().div_ceil(batch);
         for (n, chunk) in self.ids.chunks(batch).enumerate() {
             let req = ApiRequest::patch("/alerts/entities/alerts/v3")
                 .query_opt("include_hidden", self.include_hidden)
                 .json(&serde_json::json!({ "composite_ids": chunk, "action_parameters": params }))?
-                .idempotent(true);
+                .idempotent(idempotent);
             if let Err(e) = self.client.send_envelope::<serde_json::Value>(req).await {
                 return Err(if n == 0 {
                     e

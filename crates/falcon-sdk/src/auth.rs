@@ -23,7 +23,10 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A cached bearer token.
 pub(crate) struct CachedToken {
     pub(crate) secret: SecretString,
+    /// When to start renewing (expiry minus the refresh buffer).
     pub(crate) refresh_at: Instant,
+    /// The real expiry: a token whose renewal failed is still used until then.
+    pub(crate) expires_at: Instant,
     pub(crate) generation: u64,
 }
 
@@ -32,9 +35,18 @@ impl fmt::Debug for CachedToken {
         f.debug_struct("CachedToken")
             .field("secret", &"[REDACTED]")
             .field("refresh_at", &self.refresh_at)
+            .field("expires_at", &self.expires_at)
             .field("generation", &self.generation)
             .finish()
     }
+}
+
+/// The last failed token request, shared with the callers that waited for it and with those arriving
+/// within [`crate::Settings::token_failure_window`].
+struct TokenFailure {
+    at: Instant,
+    status: Option<StatusCode>,
+    message: String,
 }
 
 #[derive(Default)]
@@ -44,6 +56,8 @@ pub(crate) struct TokenCache {
     generation: AtomicU64,
     discovered: AtomicBool,
     fetches: AtomicU64,
+    attempts: AtomicU64,
+    failure: Mutex<Option<TokenFailure>>,
 }
 
 impl TokenCache {
@@ -52,6 +66,44 @@ impl TokenCache {
         cur.as_ref()
             .filter(|t| Instant::now() < t.refresh_at)
             .cloned()
+    }
+
+    /// The cached token if it has not really expired yet (used when a renewal fails).
+    fn unexpired(&self) -> Option<Arc<CachedToken>> {
+        let cur = self.current.read().expect("lock");
+        cur.as_ref()
+            .filter(|t| Instant::now() < t.expires_at)
+            .cloned()
+    }
+
+    /// How long the last token failure is still shared (zero when none is).
+    pub(crate) fn failure_remaining(&self, window: Duration) -> Duration {
+        let f = self.failure.lock().expect("lock");
+        f.as_ref()
+            .map(|f| (f.at + window).saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// The shared error of a recent failure: `waited_since` is the attempt counter the caller saw before
+    /// queueing; a failure that happened while it waited is shared whatever the window.
+    fn shared_failure(&self, window: Duration, waited_since: u64) -> Option<Error> {
+        let f = self.failure.lock().expect("lock");
+        let f = f.as_ref()?;
+        let while_waiting = self.attempts.load(Ordering::SeqCst) != waited_since;
+        if !while_waiting && Instant::now() >= f.at + window {
+            return None;
+        }
+        Some(Error::Auth {
+            status: f.status,
+            detail: Box::new(ApiErrorDetail {
+                endpoint: "POST /oauth2/token".into(),
+                body_excerpt: Some(format!(
+                    "shared failure of a recent token request: {}",
+                    f.message
+                )),
+                ..Default::default()
+            }),
+        })
     }
 
     /// Drops the cached token if it is still the one of `generation` (after a 401), so that concurrent
@@ -89,18 +141,50 @@ enum AdapterError {
 impl FalconClient {
     /// Returns a valid bearer token, fetching one if needed (single flight: concurrent callers wait for
     /// one refresh).
+    ///
+    /// A failed refresh is shared: the callers that waited for it, and those arriving within
+    /// [`crate::Settings::token_failure_window`], get the same error without a new token request. While
+    /// the previous token has not really expired, it stays in use (the refresh buffer only starts the
+    /// renewal early).
     pub(crate) async fn bearer(&self) -> Result<Arc<CachedToken>> {
         let inner = &*self.inner;
         if let Some(t) = inner.auth.fresh() {
             return Ok(t);
         }
+        let seen = inner.auth.attempts.load(Ordering::SeqCst);
         let _guard = inner.auth.refresh.lock().await;
         if let Some(t) = inner.auth.fresh() {
             return Ok(t);
         }
-        let token = self.fetch_token_discovering().await?;
-        *inner.auth.current.write().expect("lock") = Some(token.clone());
-        Ok(token)
+        let window = inner.settings.token_failure_window;
+        if let Some(e) = inner.auth.shared_failure(window, seen) {
+            return match inner.auth.unexpired() {
+                Some(old) => Ok(old),
+                None => Err(e),
+            };
+        }
+        inner.auth.attempts.fetch_add(1, Ordering::SeqCst);
+        match self.fetch_token_discovering().await {
+            Ok(token) => {
+                *inner.auth.failure.lock().expect("lock") = None;
+                *inner.auth.current.write().expect("lock") = Some(token.clone());
+                Ok(token)
+            }
+            Err(e) => {
+                *inner.auth.failure.lock().expect("lock") = Some(TokenFailure {
+                    at: Instant::now(),
+                    status: e.status(),
+                    message: e.to_string(),
+                });
+                match inner.auth.unexpired() {
+                    Some(old) => {
+                        tracing::warn!(error = %e, "token renewal failed: using the current token until it expires");
+                        Ok(old)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     /// Number of successful token requests since the client was built (observability, tests).
@@ -174,7 +258,10 @@ async fn revoke_token(inner: &Inner, token: &SecretString) -> Result<()> {
     if status.is_success() {
         return Ok(());
     }
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = match crate::transport::read_capped(resp, crate::transport::MAX_ERROR_BODY).await {
+        Ok(Ok(b)) | Ok(Err(b)) => b,
+        Err(_) => bytes::Bytes::new(),
+    };
     Err(Error::Auth {
         status: Some(status),
         detail: Box::new(error_detail("POST /oauth2/revoke", &body, None)),
@@ -278,6 +365,7 @@ async fn fetch_token(inner: &Inner) -> Result<(Arc<CachedToken>, HeaderMap)> {
                 Arc::new(CachedToken {
                     secret: SecretString::from(tok.access_token().secret().clone()),
                     refresh_at: Instant::now() + lifetime - buffer,
+                    expires_at: Instant::now() + lifetime,
                     generation,
                 }),
                 headers,

@@ -23,6 +23,9 @@ pub struct FalconClient {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) token_http: reqwest::Client,
+    /// Event Streams feeds: no total timeout (the body never ends), a read timeout instead.
+    pub(crate) stream_http: reqwest::Client,
+    pub(crate) allow_insecure_http: bool,
     pub(crate) creds: Credentials,
     pub(crate) settings: Settings,
     pub(crate) cloud: Cloud,
@@ -89,6 +92,7 @@ pub struct FalconClientBuilder {
     base_url_error: Option<String>,
     settings: Settings,
     region_urls: HashMap<Region, Url>,
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for FalconClientBuilder {
@@ -182,6 +186,14 @@ impl FalconClientBuilder {
         self
     }
 
+    /// Accepts `http://` base URLs on hosts other than loopback (default false: the client secret and
+    /// every token would cross the network in clear text). Loopback (`127.0.0.0/8`, `[::1]`,
+    /// `localhost`) is always accepted, for simulators and mocks.
+    pub fn allow_insecure_http(mut self, yes: bool) -> Self {
+        self.allow_insecure_http = yes;
+        self
+    }
+
     /// Replaces all settings.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
@@ -235,6 +247,24 @@ impl FalconClientBuilder {
         }
         let cloud = self.cloud.unwrap_or_default();
         let region_urls = self.region_urls;
+        if !self.allow_insecure_http {
+            let custom = match &cloud {
+                Cloud::Custom(u) => Some(u),
+                _ => None,
+            };
+            if let Some(u) = custom
+                .into_iter()
+                .chain(region_urls.values())
+                .find(|u| is_insecure(u))
+            {
+                return Err(Error::Config(format!(
+                    "base URL {}://{}: plain http is refused for a host that is not loopback (the \
+                     secret would travel in clear text); use https, or allow_insecure_http(true)",
+                    u.scheme(),
+                    u.host_str().unwrap_or("")
+                )));
+            }
+        }
         let url_of = |r: Region| region_urls.get(&r).cloned().unwrap_or_else(|| r.base_url());
         let (base, region) = match &cloud {
             Cloud::Auto => (url_of(Region::Us1), Some(Region::Us1)),
@@ -269,10 +299,18 @@ impl FalconClientBuilder {
             .timeout(s.request_timeout.min(std::time::Duration::from_secs(60)))
             .build()
             .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let stream_http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(s.connect_timeout)
+            .read_timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
         Ok(FalconClient {
             inner: Arc::new(Inner {
                 http,
                 token_http,
+                stream_http,
+                allow_insecure_http: self.allow_insecure_http,
                 creds: Credentials {
                     client_id,
                     client_secret,
@@ -300,6 +338,19 @@ impl Inner {
 
     pub(crate) fn base(&self) -> Url {
         self.base.read().expect("lock").clone()
+    }
+}
+
+/// True for a URL that is not https and not on loopback.
+pub(crate) fn is_insecure(u: &Url) -> bool {
+    if u.scheme() == "https" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        None => true,
     }
 }
 

@@ -208,6 +208,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Renew the token this long before it expires (default 120 s; capped at half the token lifetime).
     pub token_refresh_buffer: Duration,
+    /// How long a failed token request is shared with other callers before a new one is tried
+    /// (default 1 s). Callers that were waiting for the failing request always share its error.
+    pub token_failure_window: Duration,
     /// When `X-RateLimit-Remaining` is at or below this, wait [`Settings::slow_down_delay`] before each call
     /// (default 10).
     pub slow_down_remaining: u64,
@@ -227,6 +230,9 @@ pub struct Settings {
     pub alert_batch_size: usize,
     /// Product token prepended to the User-Agent (e.g. `acme-soar/1.2`).
     pub user_agent_prefix: Option<String>,
+    /// Largest response body read into memory (default 64 MiB); a larger one is
+    /// [`crate::Error::BodyTooLarge`]. Error bodies are read up to 64 KiB whatever this says.
+    pub max_response_bytes: usize,
 }
 
 impl Default for Settings {
@@ -240,6 +246,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             token_refresh_buffer: Duration::from_secs(120),
+            token_failure_window: Duration::from_secs(1),
             slow_down_remaining: 10,
             slow_down_delay: Duration::from_millis(200),
             ioc_batch_size: 200,
@@ -249,6 +256,7 @@ impl Default for Settings {
             alert_page_size: 1000,
             alert_batch_size: 1000,
             user_agent_prefix: None,
+            max_response_bytes: 64 * 1024 * 1024,
         }
     }
 }

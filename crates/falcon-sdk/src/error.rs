@@ -169,6 +169,25 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// A response body exceeded [`crate::Settings::max_response_bytes`]; reading stopped there.
+    #[error("{endpoint}: response body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The request method and path.
+        endpoint: String,
+        /// The cap that was exceeded.
+        limit: usize,
+    },
+
+    /// A paginated listing cannot go on: the server returned the cursor it was given, so following it
+    /// would loop forever, and stopping quietly would pass a truncated listing off as complete.
+    #[error("{endpoint}: the server repeated the pagination cursor after {seen} items")]
+    Pagination {
+        /// The request method and path.
+        endpoint: String,
+        /// Items received before the repeat.
+        seen: u64,
+    },
+
     /// A multi-part operation stopped part-way (e.g. a batch write after some requests succeeded).
     #[error("operation incomplete after {completed} of {total} requests")]
     Partial {

@@ -345,6 +345,17 @@ impl From<Fql> for String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_fql_is_accepted_where_a_filter_string_is() {
+        fn takes(f: impl Into<String>) -> String {
+            f.into()
+        }
+        let f = Fql::eq("platform_name", "Linux");
+        assert_eq!(takes(f.clone()), f.to_string());
+        assert_eq!(takes("status:'new'"), "status:'new'");
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::FalconClient;
 use crate::envelope::{Envelope, Offset, Page, null_default};
 use crate::error::Result;
-use crate::pagination::{lenient_time, paged};
+use crate::pagination::{check_cursor, lenient_time, paged};
 use crate::transport::ApiRequest;
 
 /// Maximum ids per device-details POST (API limit).
@@ -86,6 +86,10 @@ impl FalconClient {
 }
 
 impl Hosts {
+    pub(crate) fn client(&self) -> &FalconClient {
+        &self.client
+    }
+
     /// `GET /devices/queries/devices/v1`: one page of host ids by offset (offset + limit ≤ 10,000).
     /// For every id without the ceiling use [`HostQuery::ids`] or [`Hosts::ids`].
     pub fn query(&self) -> HostQuery {
@@ -262,6 +266,7 @@ async fn scroll_page(
         .query_opt("sort", st.sort.as_ref())
         .query("limit", st.limit)
         .query_opt("offset", st.token.as_ref());
+    let endpoint = req.endpoint();
     let env: Envelope<Vec<String>> = client.send_envelope(req).await?;
     let page = Page::from_envelope(env);
     let seen = st.seen + page.items.len() as u64;
@@ -272,6 +277,9 @@ async fn scroll_page(
     let done = page.items.is_empty()
         || token.as_deref().is_none_or(str::is_empty)
         || page.total().is_some_and(|t| seen >= t);
+    if !done {
+        check_cursor(&endpoint, st.token.as_deref(), token.as_deref(), seen)?;
+    }
     let next = (!done).then_some(ScrollState { token, seen, ..st });
     Ok((page.items, next))
 }
@@ -385,10 +393,9 @@ impl HostCombined {
             move |(offset, seen): (Option<String>, u64)| {
                 let this = self.clone();
                 async move {
-                    let env: Envelope<Vec<Device>> = this
-                        .client
-                        .send_envelope(this.request(offset.as_deref()))
-                        .await?;
+                    let req = this.request(offset.as_deref());
+                    let endpoint = req.endpoint();
+                    let env: Envelope<Vec<Device>> = this.client.send_envelope(req).await?;
                     let page = Page::from_envelope(env);
                     let seen = seen + page.items.len() as u64;
                     let next = page.pagination().and_then(|p| {
@@ -400,6 +407,9 @@ impl HostCombined {
                     let done = page.items.is_empty()
                         || next.as_deref().is_none_or(str::is_empty)
                         || page.total().is_some_and(|t| seen >= t);
+                    if !done {
+                        check_cursor(&endpoint, offset.as_deref(), next.as_deref(), seen)?;
+                    }
                     Ok((page.items, (!done).then_some((next, seen))))
                 }
             },

@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::client::FalconClient;
 use crate::envelope::{Envelope, Page, null_default};
 use crate::error::{Error, Result};
-use crate::pagination::{lenient_time, paged};
-use crate::transport::ApiRequest;
+use crate::pagination::{check_cursor, lenient_time, paged};
+use crate::transport::{ApiRequest, read_body};
 use reqwest::StatusCode;
 
 macro_rules! string_enum {
@@ -652,7 +652,7 @@ async fn create_batch(
         let resp = client.execute(req).await?;
         let status = resp.status();
         report.requests += 1;
-        let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
+        let bytes = read_body(client, &endpoint, resp).await?;
         let env: Envelope<Vec<serde_json::Value>> =
             crate::transport::decode_slice(&endpoint, &bytes)?;
         let (written, mut failed) = split_resources(env.resources, &endpoint)?;
@@ -778,7 +778,7 @@ impl UpdateIocs {
             let res = async {
                 let resp = self.client.execute(req).await?;
                 let status = resp.status();
-                let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
+                let bytes = read_body(&self.client, &endpoint, resp).await?;
                 let env: Envelope<Vec<serde_json::Value>> =
                     crate::transport::decode_slice(&endpoint, &bytes)?;
                 let (written, mut failed) = split_resources(env.resources, &endpoint)?;
@@ -957,21 +957,19 @@ where
             (first, 0u64),
             move |(after, seen): (Option<String>, u64)| {
                 let req = self.request(after.as_deref());
+                let endpoint = req.endpoint();
                 let client = self.client.clone();
                 async move {
                     let env: Envelope<Vec<T>> = client.send_envelope(req).await?;
                     let page = Page::from_envelope(env);
                     let seen = seen + page.items.len() as u64;
                     let next = page.pagination().and_then(|p| p.after.clone());
-                    if next.is_some() && next == after {
-                        tracing::warn!(
-                            "IOC pagination returned the same `after` cursor twice; stopping"
-                        );
-                    }
                     let done = page.items.is_empty()
                         || next.as_deref().is_none_or(str::is_empty)
-                        || next == after
                         || page.total().is_some_and(|t| seen >= t);
+                    if !done {
+                        check_cursor(&endpoint, after.as_deref(), next.as_deref(), seen)?;
+                    }
                     Ok((page.items, (!done).then_some((next, seen))))
                 }
             },

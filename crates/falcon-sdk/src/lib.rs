@@ -5,7 +5,8 @@
 //! transport retries with jittered exponential backoff, honours `X-RateLimit-RetryAfter` with a cooldown
 //! shared by all concurrent calls, slows down when `X-RateLimit-Remaining` is low, and bounds the total
 //! retry time. On top of it sit typed handlers for hosts, host groups, IOCs ([`iocs`]), alerts
-//! ([`alerts`]) and Real Time Response ([`rtr`]), pagination streams that hide Falcon's two-step
+//! ([`alerts`]), host actions ([`host_actions`]), Event Streams ([`streams`]), Flight Control
+//! ([`flight_control`]) and Real Time Response ([`rtr`]), pagination streams that hide Falcon's two-step
 //! ids-then-entities listing and its 10,000-offset ceiling, an [`fql`] filter builder, and a raw escape
 //! hatch ([`FalconClient::get`], [`FalconClient::raw`]) for the endpoints that are not wrapped.
 //!
@@ -33,8 +34,8 @@
 //! use falcon_sdk::fql::Fql;
 //! use futures::TryStreamExt;
 //!
-//! let filter = Fql::eq("platform_name", "Windows").to_string();
-//! let mut hosts = std::pin::pin!(client.hosts().stream(Some(filter)));
+//! let filter = Fql::eq("platform_name", "Windows");
+//! let mut hosts = std::pin::pin!(client.hosts().stream(Some(filter.into())));
 //! while let Some(device) = hosts.try_next().await? {
 //!     println!("{} {}", device.device_id, device.hostname.unwrap_or_default());
 //! }
@@ -71,7 +72,7 @@
 //! let alerts: Vec<_> = client
 //!     .alerts()
 //!     .combined()
-//!     .filter(Fql::eq("status", "new").and(Fql::ge("severity", 70)).to_string())
+//!     .filter(Fql::eq("status", "new").and(Fql::ge("severity", 70)))
 //!     .sort("created_timestamp|asc")
 //!     .stream()
 //!     .try_collect()
@@ -98,12 +99,15 @@ mod client;
 mod config;
 mod envelope;
 mod error;
+pub mod flight_control;
 pub mod fql;
+pub mod host_actions;
 pub mod host_groups;
 pub mod hosts;
 pub mod iocs;
 mod pagination;
 mod raw;
+pub mod streams;
 mod transport;
 
 pub mod rtr;

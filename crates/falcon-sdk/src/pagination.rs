@@ -50,3 +50,23 @@ where
         _ => None,
     })
 }
+
+/// The repeated-cursor guard of every cursor-paged stream: `next` equal to the cursor just sent is an
+/// error (following it would loop; stopping would truncate the listing silently).
+pub(crate) fn check_cursor(
+    endpoint: &str,
+    sent: Option<&str>,
+    next: Option<&str>,
+    seen: u64,
+) -> Result<()> {
+    match (sent, next) {
+        (Some(a), Some(b)) if !b.is_empty() && a == b => {
+            tracing::warn!(endpoint, seen, "pagination cursor repeated");
+            Err(crate::error::Error::Pagination {
+                endpoint: endpoint.to_string(),
+                seen,
+            })
+        }
+        _ => Ok(()),
+    }
+}

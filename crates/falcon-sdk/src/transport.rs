@@ -312,10 +312,54 @@ pub(crate) fn decode_slice<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> 
     })
 }
 
+/// Largest error body read (the rest is dropped: an error body is only for a message and a trace id).
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Reads a body chunk by chunk, at most `limit` bytes: `Ok(Err(prefix))` when the body is larger (the
+/// first `limit` bytes), so that a hostile or broken server cannot exhaust memory.
+pub(crate) async fn read_capped(
+    resp: reqwest::Response,
+    limit: usize,
+) -> Result<std::result::Result<Bytes, Bytes>> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(Err(Bytes::new()));
+    }
+    let mut buf = bytes::BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Error::from_reqwest)?;
+        if buf.len() + chunk.len() > limit {
+            let room = limit - buf.len();
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok(Err(buf.freeze()));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(buf.freeze()))
+}
+
+/// Reads a success body through [`crate::Settings::max_response_bytes`].
+pub(crate) async fn read_body(
+    client: &FalconClient,
+    endpoint: &str,
+    resp: reqwest::Response,
+) -> Result<Bytes> {
+    let limit = client.inner.settings.max_response_bytes;
+    read_capped(resp, limit)
+        .await?
+        .map_err(|_| Error::BodyTooLarge {
+            endpoint: endpoint.to_string(),
+            limit,
+        })
+}
+
 async fn error_from_response(endpoint: String, resp: reqwest::Response) -> Error {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = match read_capped(resp, MAX_ERROR_BODY).await {
+        Ok(Ok(b)) | Ok(Err(b)) => b,
+        Err(_) => Bytes::new(),
+    };
     let env: Option<Envelope<serde_json::Value>> = serde_json::from_slice(&body).ok();
     let trace_id = env
         .as_ref()
@@ -545,6 +589,11 @@ impl FalconClient {
                 return Err(err);
             }
             let mut wait = backoff.next().unwrap_or(s.max_backoff);
+            if generation.is_none() {
+                // A failed token request is shared for a short window: retrying sooner would only get
+                // the shared error again.
+                wait = wait.max(self.inner.auth.failure_remaining(s.token_failure_window));
+            }
             if kind == RetryKind::Throttled {
                 self.inner.rate.throttled.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("falcon_sdk_throttled_total").increment(1);
@@ -587,7 +636,7 @@ impl FalconClient {
     pub(crate) async fn send_json<T: DeserializeOwned>(&self, req: ApiRequest) -> Result<T> {
         let endpoint = req.endpoint();
         let resp = self.execute(req).await?;
-        let body = resp.bytes().await.map_err(Error::from_reqwest)?;
+        let body = read_body(self, &endpoint, resp).await?;
         decode_slice(&endpoint, &body)
     }
 
@@ -599,7 +648,7 @@ impl FalconClient {
     {
         let endpoint = req.endpoint();
         let resp = self.execute(req).await?;
-        let body = resp.bytes().await.map_err(Error::from_reqwest)?;
+        let body = read_body(self, &endpoint, resp).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return decode_slice(&endpoint, b"{}");
         }

@@ -233,7 +233,8 @@ impl Poller {
                 .sequence_id
                 .unwrap_or(self.out.next_sequence_id)
                 .max(self.out.next_sequence_id)
-                + 1;
+                // A wire value cannot overflow it (u64::MAX would panic in debug, wrap in release).
+                .saturating_add(1);
             self.interval = self.policy.initial;
         } else {
             self.interval = (self.interval * 2).min(self.policy.max);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FalconClient;
 use crate::error::{DecodeDetail, Error, Result};
-use crate::transport::ApiRequest;
+use crate::transport::{ApiRequest, read_body};
 
 use super::ByteStream;
 use super::types::null_default;
@@ -125,7 +125,7 @@ pub(crate) async fn post_raw<B: Serialize + ?Sized, T: DeserializeOwned>(
 async fn send_fast<T: DeserializeOwned>(client: &FalconClient, req: ApiRequest) -> Result<T> {
     let endpoint = req.endpoint();
     let resp = client.execute(req).await?;
-    let body = resp.bytes().await.map_err(Error::from_reqwest)?;
+    let body = read_body(client, &endpoint, resp).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return crate::transport::decode_slice(&endpoint, b"null");
     }
@@ -232,9 +232,10 @@ pub(crate) fn build_form(parts: &[Part]) -> Result<reqwest::multipart::Form> {
     Ok(form)
 }
 
-/// POST a multipart body, rebuilt for every attempt. Marked idempotent so that a 5xx is retried
-/// with an intact body: library entries are unique by name, so a repeat cannot create a duplicate
-/// (at worst it is refused as existing; not verified against the real API).
+/// POST a multipart body, rebuilt for every attempt. Not idempotent (review m12): an upload that was
+/// applied before a 5xx or a timeout would come back from a retry as "already exists", so it is retried
+/// only when provably not sent (connect failure, 429), each time with an intact body. The caller sees
+/// the 5xx and can check the library before uploading again.
 pub(crate) async fn post_multipart(
     client: &FalconClient,
     path: &str,
@@ -242,7 +243,7 @@ pub(crate) async fn post_multipart(
 ) -> Result<()> {
     let req = ApiRequest::post(path)
         .multipart(move || build_form(&parts))
-        .idempotent(true);
+        .idempotent(false);
     client.execute(req).await?;
     Ok(())
 }

@@ -132,3 +132,59 @@ async fn update_v3_sends_action_parameters() {
         .await
         .unwrap();
 }
+
+const UPDATE: &str = "/alerts/entities/alerts/v3";
+
+/// Answers 500 to the first request on the update path, then 200.
+async fn mount_update_500_then_200(server: &wiremock::MockServer) {
+    Mock::given(method("PATCH"))
+        .and(path(UPDATE))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"errors": [{"code": 500, "message": "boom"}]})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(UPDATE))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([]))))
+        .mount(server)
+        .await;
+}
+
+/// Review M6: a comment may already have been appended when the server answers 500; a retry would
+/// duplicate it on every alert of the batch.
+#[tokio::test]
+async fn an_update_with_a_comment_is_not_retried_after_a_possibly_sent_failure() {
+    let (server, client) = setup().await;
+    mount_update_500_then_200(&server).await;
+    let err = client
+        .alerts()
+        .update(&["c1", "c2"], AlertAction::Status(AlertStatus::InProgress))
+        .and(AlertAction::Comment("triage started".into()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(falcon_sdk::StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(hits(&server, UPDATE).await, 1);
+}
+
+#[tokio::test]
+async fn an_update_that_only_sets_state_is_retried_after_a_5xx() {
+    let (server, client) = setup().await;
+    mount_update_500_then_200(&server).await;
+    client
+        .alerts()
+        .update(&["c1"], AlertAction::Status(AlertStatus::Closed))
+        .and(AlertAction::AddTag("triaged".into()))
+        .and(AlertAction::AssignToName("Ann".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hits(&server, UPDATE).await, 2);
+}

@@ -55,20 +55,101 @@ async fn absurd_expires_in_is_capped_not_a_panic() {
     assert_eq!(client.token_fetches(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn token_is_refreshed_before_expiry() {
+    let _clock = hold_clock();
     let server = MockServer::start().await;
-    // 2 s lifetime: the buffer is capped at half the lifetime, so the token is renewed after 1 s.
-    mount_token(&server, 2, Some(2)).await;
+    // 1,799 s lifetime, renewed 120 s before it expires.
+    mount_token(&server, 1799, Some(2)).await;
     mount_ids(&server).await;
     catch_all(&server).await;
     let client = builder(&server).build().unwrap();
     client.hosts().query().send().await.unwrap();
+    tokio::time::advance(Duration::from_secs(1600)).await;
     client.hosts().query().send().await.unwrap();
     assert_eq!(client.token_fetches(), 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_secs(100)).await;
     client.hosts().query().send().await.unwrap();
     assert_eq!(client.token_fetches(), 2);
+}
+
+/// Review m4: a failing renewal must not drop the still-valid token; it is used until its real expiry.
+#[tokio::test(start_paused = true)]
+async fn a_failed_renewal_keeps_the_current_token_until_it_really_expires() {
+    let _clock = hold_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(token_response(1799))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    mount_ids(&server).await;
+    catch_all(&server).await;
+    let client = builder(&server)
+        .configure(|s| s.max_attempts = 1)
+        .build()
+        .unwrap();
+    client.hosts().query().send().await.unwrap();
+    // Inside the refresh buffer: the renewal fails, the current token still works.
+    tokio::time::advance(Duration::from_secs(1700)).await;
+    let page = client.hosts().query().send().await.unwrap();
+    assert_eq!(page.items, vec!["a".to_string()]);
+    assert_eq!(hits(&server, "/oauth2/token").await, 2);
+    // Past the real expiry the failure is reported.
+    tokio::time::advance(Duration::from_secs(100)).await;
+    let err = client.hosts().query().send().await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "{err:?}"
+    );
+    assert_eq!(hits(&server, "/devices/queries/devices/v1").await, 2);
+}
+
+/// Review m4: callers queued behind a failing token request share its error instead of each
+/// re-running it; after the window a new request is made.
+#[tokio::test(start_paused = true)]
+async fn a_failed_token_request_is_shared_with_its_waiters() {
+    let _clock = hold_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(100)))
+        .mount(&server)
+        .await;
+    catch_all(&server).await;
+    let client = builder(&server)
+        .configure(|s| s.max_attempts = 1)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.hosts().query().send().await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{err:?}"
+        );
+    }
+    assert_eq!(hits(&server, "/oauth2/token").await, 1);
+    // A caller arriving within the window shares it too; after the window, a new request is made.
+    client.hosts().query().send().await.unwrap_err();
+    assert_eq!(hits(&server, "/oauth2/token").await, 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    client.hosts().query().send().await.unwrap_err();
+    assert_eq!(hits(&server, "/oauth2/token").await, 2);
 }
 
 #[tokio::test]

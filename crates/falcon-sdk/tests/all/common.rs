@@ -97,3 +97,29 @@ pub async fn hits(server: &MockServer, p: &str) -> usize {
         .filter(|r| r.url.path() == p)
         .count()
 }
+
+/// Holds a paused clock: auto-advance is inhibited (a parked blocking task counts as work), because
+/// auto-advance would jump to the HTTP client's timeouts while a loopback response is in flight. Time
+/// moves only through `tokio::time::advance`. Use inside `#[tokio::test(start_paused = true)]`.
+pub struct HeldClock {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+pub fn hold_clock() -> HeldClock {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    HeldClock { stop: Some(tx) }
+}
+
+impl Drop for HeldClock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+    }
+}
+
+/// Lets other tasks and the loopback server run for a moment of real time without moving a held clock.
+pub async fn real_pause() {
+    let _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(50))).await;
+}

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, Request, ResponseTemplate};
@@ -280,4 +280,56 @@ async fn decode_errors_name_the_json_path_and_show_the_body() {
     );
     assert!(d.to_string().contains("resources[1].device_id"));
     assert!(!err.is_retryable());
+}
+
+/// Review m5: a server that hands back the cursor it was given would make the stream loop for ever;
+/// it ends with an error naming the endpoint instead (no total, so nothing else stops it).
+#[tokio::test]
+async fn a_repeated_next_token_ends_the_combined_stream_with_an_error() {
+    let (server, client) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/devices/combined/devices/v1"))
+        .respond_with(|_: &Request| {
+            ResponseTemplate::new(200).set_body_json(paged(
+                json!([{"device_id": "d0"}]),
+                json!({"next": "same", "limit": 1}),
+            ))
+        })
+        .expect(2)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client.hosts().combined().stream().collect().await;
+    // The first page, then the error (the repeated page is not delivered: it would duplicate).
+    assert_eq!(items.len(), 2, "{items:?}");
+    let err = items[1].as_ref().unwrap_err();
+    assert!(
+        matches!(err, falcon_sdk::Error::Pagination { seen: 2, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("/devices/combined/devices/v1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_scroll_token_ends_the_id_stream_with_an_error() {
+    let (server, client) = setup().await;
+    Mock::given(method("GET"))
+        .and(path(SCROLL))
+        .respond_with(|_: &Request| {
+            ResponseTemplate::new(200)
+                .set_body_json(paged(json!(["a"]), json!({"offset": "tok", "limit": 1})))
+        })
+        .expect(2)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client.hosts().query().ids().collect().await;
+    assert!(
+        matches!(
+            items.last(),
+            Some(Err(falcon_sdk::Error::Pagination { .. }))
+        ),
+        "{items:?}"
+    );
 }

@@ -3,6 +3,8 @@
 mod alerts;
 mod auth;
 mod common;
+mod flight_control;
+mod host_actions;
 mod hosts;
 mod iocs;
 mod rtr;

@@ -571,13 +571,31 @@ async fn runscript_body_with_backticks_quotes_and_newlines_reaches_the_api_intac
 }
 
 #[tokio::test]
-async fn put_file_upload_is_retried_after_503_with_the_body_intact() {
+async fn put_file_upload_is_not_retried_after_a_5xx() {
     let (server, client) = setup().await;
     catch_all(&server).await;
     Mock::given(method("POST"))
         .and(path(PUT_FILES))
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({
-            "meta": {"trace_id": "t503"}, "errors": [{"code": 503, "message": "unavailable"}]
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let file = NewPutFile::new("collector.exe", "triage collector", vec![1, 2, 3]);
+    let err = client.rtr().put_files().upload(&file).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(falcon_sdk::StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
+
+#[tokio::test]
+async fn put_file_upload_is_retried_after_429_with_the_body_intact() {
+    let (server, client) = setup().await;
+    catch_all(&server).await;
+    Mock::given(method("POST"))
+        .and(path(PUT_FILES))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "meta": {"trace_id": "t429"}, "errors": [{"code": 429, "message": "rate limited"}]
         })))
         .up_to_n_times(1)
         .with_priority(1)
@@ -722,4 +740,43 @@ async fn a_failed_batch_of_a_split_init_is_attributed_to_its_hosts() {
     let reqs = server.received_requests().await.unwrap();
     let inits = reqs.iter().filter(|r| r.url.path() == BATCH_INIT).count();
     assert!(inits > 3, "{inits}");
+}
+
+/// Review m3: a sequence id of u64::MAX from the wire must not overflow (a panic in debug builds, a
+/// wrap to 0 that re-reads output in release).
+#[tokio::test]
+async fn a_maximal_sequence_id_from_the_wire_does_not_overflow() {
+    let (server, client) = setup().await;
+    catch_all(&server).await;
+    mount_session(&server, "aid1", "sess1").await;
+    Mock::given(method("POST"))
+        .and(path(ADMIN))
+        .respond_with(ResponseTemplate::new(201).set_body_json(envelope(json!([{
+            "cloud_request_id": "cr1", "session_id": "sess1"
+        }]))))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ADMIN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([{
+            "complete": true, "stdout": "done", "stderr": "", "sequence_id": u64::MAX
+        }]))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = client
+        .rtr()
+        .session("aid1")
+        .poll_policy(PollPolicy::fixed(Duration::from_millis(5)))
+        .open()
+        .await
+        .unwrap();
+    let out = session
+        .admin_command("runscript", "runscript -Raw=```echo done```")
+        .run_and_wait(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "done");
+    assert_eq!(out.next_sequence_id, u64::MAX);
+    session.close().await.unwrap();
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -407,15 +407,6 @@ pub(crate) fn routes() -> Router<Shared> {
             "/devices/combined/host-group-members/v1",
             get(combined_members),
         )
-        .route("/devices/entities/devices-actions/v2", post(unsupported))
-}
-
-async fn unsupported() -> Response {
-    wire::error(
-        StatusCode::FORBIDDEN,
-        POWERED_BY,
-        "access denied, the sandbox does not simulate this operation",
-    )
 }
 
 type Q = Query<Vec<(String, String)>>;

@@ -9,6 +9,7 @@
 
 #![allow(clippy::result_large_err)] // handlers return early with a ready `Response`; it is never stored
 
+mod actions;
 mod alerts;
 mod auth;
 mod control;
@@ -16,7 +17,9 @@ mod fleet;
 pub mod fql;
 mod host;
 mod iocs;
+mod mssp;
 mod rtr;
+mod streams;
 mod wire;
 
 use std::collections::HashMap;
@@ -79,6 +82,38 @@ pub struct FalconConfig {
     pub iocs: usize,
     /// Fault injection at start.
     pub faults: FaultConfig,
+    /// How long a containment change stays `*_pending` before an online host acknowledges it
+    /// (default 1 s; offline hosts stay pending until they come online).
+    pub containment_delay: Duration,
+    /// Most ids per host-action request (default 500 contain/lift/suppress, 100 hide/unhide).
+    pub action_caps: ActionCaps,
+    /// Event Streams partitions (default 1).
+    pub stream_partitions: usize,
+    /// Event Streams session lifetime without refresh, `refreshActiveSessionInterval` (default 1,800 s).
+    pub stream_session_ttl: Duration,
+    /// Flight Control: child CIDs of this (parent) tenant, each with its own fleet, IOC store, alerts,
+    /// streams and rate-limit window (default 0).
+    pub children: usize,
+    /// Hosts of each child's fleet (default 20).
+    pub child_hosts: usize,
+}
+
+/// Per-request id caps of `PerformActionV2` (reference §2.3: 100 hide/unhide, 500 the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionCaps {
+    /// `contain`, `lift_containment`, `detection_suppress`, `detection_unsuppress`.
+    pub contain: usize,
+    /// `hide_host`, `unhide_host`.
+    pub hide: usize,
+}
+
+impl Default for ActionCaps {
+    fn default() -> Self {
+        ActionCaps {
+            contain: 500,
+            hide: 100,
+        }
+    }
 }
 
 impl Default for FalconConfig {
@@ -101,6 +136,12 @@ impl Default for FalconConfig {
             alerts: None,
             iocs: 0,
             faults: FaultConfig::default(),
+            containment_delay: Duration::from_secs(1),
+            action_caps: ActionCaps::default(),
+            stream_partitions: 1,
+            stream_session_ttl: Duration::from_secs(1_800),
+            children: 0,
+            child_hosts: 20,
         }
     }
 }
@@ -160,9 +201,63 @@ pub(crate) struct Sim {
     pub faults: Faults,
     pub bucket: Bucket,
     pub seed: u64,
+    pub actions: actions::ActionState,
+    pub action_caps: ActionCaps,
+    pub containment_delay: Duration,
+    pub streams: streams::StreamsState,
+    pub mssp: mssp::MsspState,
 }
 
 impl Sim {
+    /// A tenant's state: fleet, alerts and IOCs generated from `config` and `seed`.
+    fn build(
+        config: &FalconConfig,
+        seed: u64,
+        bucket: Bucket,
+        url: &str,
+        [client_id, client_secret, cid]: [String; 3],
+        children: Vec<mssp::Child>,
+    ) -> Shared {
+        let started = Instant::now();
+        let fleet = fleet::Fleet::generate(config, seed, &cid, started);
+        let alerts = alerts::AlertStore::generate(
+            &fleet,
+            config.alerts.unwrap_or(config.hosts / 4),
+            seed,
+            &cid,
+        );
+        let mut iocs = iocs::IocStore::default();
+        iocs.preload(config.iocs, seed, &client_id);
+        let streams = streams::StreamsState::new(
+            url,
+            &cid,
+            config.stream_partitions,
+            config.stream_session_ttl,
+        );
+        let sim = Arc::new(Sim {
+            client_id,
+            client_secret,
+            cid,
+            knobs: RwLock::new(Knobs::from(config)),
+            auth: auth::AuthState::default(),
+            fleet: RwLock::new(fleet),
+            iocs: RwLock::new(iocs),
+            alerts: RwLock::new(alerts),
+            rtr: Mutex::new(rtr::Rtr::default()),
+            requests: Mutex::new(HashMap::new()),
+            faults: Faults::new(config.faults.clone(), seed),
+            bucket,
+            seed,
+            actions: actions::ActionState::default(),
+            action_caps: config.action_caps,
+            containment_delay: config.containment_delay,
+            streams,
+            mssp: mssp::MsspState::new(children),
+        });
+        streams::publish_alerts(&sim);
+        sim
+    }
+
     pub(crate) fn knobs(&self) -> Knobs {
         self.knobs.read().expect("knobs lock").clone()
     }
@@ -176,6 +271,8 @@ pub struct FalconServer {
     sim: Shared,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Background loops of the newer modules (aborted on shutdown).
+    aux: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FalconServer {
@@ -210,31 +307,15 @@ impl FalconServer {
             .cid
             .clone()
             .unwrap_or_else(|| derive_hex(&mut rng, 16).to_uppercase());
-        let started = Instant::now();
-        let fleet = fleet::Fleet::generate(&config, seed, &cid, started);
-        let alerts = alerts::AlertStore::generate(
-            &fleet,
-            config.alerts.unwrap_or(config.hosts / 4),
+        let children = mssp::children(&config, seed, &bucket, &url, &client_id, &client_secret);
+        let sim = Sim::build(
+            &config,
             seed,
-            &cid,
-        );
-        let mut iocs = iocs::IocStore::default();
-        iocs.preload(config.iocs, seed, &client_id);
-        let sim = Arc::new(Sim {
-            client_id,
-            client_secret,
-            cid,
-            knobs: RwLock::new(Knobs::from(&config)),
-            auth: auth::AuthState::default(),
-            fleet: RwLock::new(fleet),
-            iocs: RwLock::new(iocs),
-            alerts: RwLock::new(alerts),
-            rtr: Mutex::new(rtr::Rtr::default()),
-            requests: Mutex::new(HashMap::new()),
-            faults: Faults::new(config.faults.clone(), seed),
             bucket,
-            seed,
-        });
+            &url,
+            [client_id, client_secret, cid],
+            children,
+        );
         let app = router(sim.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -246,11 +327,17 @@ impl FalconServer {
             }
         });
         let ticker = tokio::spawn(rtr::ticker(sim.clone()));
+        let mut aux = vec![tokio::spawn(actions::ticker(sim.clone()))];
+        for child in &sim.mssp.children {
+            aux.push(tokio::spawn(actions::ticker(child.sim.clone())));
+            aux.push(tokio::spawn(rtr::ticker(child.sim.clone())));
+        }
         FalconServer {
             url,
             sim,
             stop: Some(stop),
             tasks: vec![server, ticker],
+            aux,
         }
     }
 
@@ -289,6 +376,9 @@ impl FalconServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        for task in self.aux.drain(..) {
+            task.abort();
+        }
         let mut tasks = std::mem::take(&mut self.tasks);
         if let Some(ticker) = tasks.pop() {
             ticker.abort();
@@ -301,7 +391,7 @@ impl FalconServer {
 
 impl Drop for FalconServer {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.aux) {
             task.abort();
         }
     }
@@ -313,6 +403,9 @@ fn router(sim: Shared) -> Router {
         .merge(fleet::routes())
         .merge(iocs::routes())
         .merge(alerts::routes())
+        .merge(actions::routes())
+        .merge(streams::routes())
+        .merge(mssp::routes())
         .merge(rtr::routes())
         .with_state(sim.clone())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -321,7 +414,9 @@ fn router(sim: Shared) -> Router {
         ))
         .fallback(fallback);
     api.merge(control::routes(sim.clone()))
+        .merge(streams::open_routes(sim.clone()))
         .merge(crate::faults::routes(sim.faults.clone()))
+        .layer(axum::middleware::from_fn_with_state(sim, mssp::dispatch))
 }
 
 async fn fallback(request: Request) -> Response {
