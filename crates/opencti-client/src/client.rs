@@ -138,6 +138,8 @@ impl OpenCtiClient {
                 Ok(v) => return Ok(v),
                 Err(e) if e.retry_kind() == RetryKind::Transient => match backoff.next() {
                     Some(wait) => {
+                        // A rate-limit hint from the platform is honoured (upstream ignores it).
+                        let wait = wait.max(e.retry_after().unwrap_or_default());
                         tracing::warn!(error = %chain(&e), wait_ms = wait.as_millis() as u64, "retrying graphql request");
                         tokio::time::sleep(wait).await;
                     }
@@ -315,6 +317,9 @@ impl ClientBuilder {
             .user_agent(self.user_agent)
             .connect_timeout(self.connect_timeout)
             .tls_danger_accept_invalid_certs(!self.ssl_verify)
+            // Custom headers often carry proxy credentials and reqwest does not strip them on a
+            // cross-host redirect: a redirect is never followed (review finding s3).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
         Ok(OpenCtiClient {
