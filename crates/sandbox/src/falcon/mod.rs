@@ -321,6 +321,7 @@ fn router(sim: Shared) -> Router {
         ))
         .fallback(fallback);
     api.merge(control::routes(sim.clone()))
+        .merge(alerts::control_routes(sim.clone()))
         .merge(crate::faults::routes(sim.faults.clone()))
 }
 

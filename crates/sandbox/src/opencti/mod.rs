@@ -5,7 +5,10 @@
 //!
 //! - `POST /graphql` (Bearer token): `about`, `me`, `registerConnector`, `pingConnector`,
 //!   `resetStateConnector`, `deleteConnector`, `streamCollection(s)`, `connector(s)`, `indicator`,
-//!   `indicators` (filters, search, cursor pagination);
+//!   `indicators` (filters, search, cursor pagination); dissemination assurance
+//!   (`securityPlatformAdd`, `indicatorReportDeployment(s)`, `stixCoreRelationships` of
+//!   `deployed-on`, `indicatorReportHits`, the analyst actions; absent when the
+//!   `dissemination_assurance` knob is off);
 //! - `GET /stream/{id}` (Bearer token unless the collection is public; `live` = the unfiltered
 //!   global stream): `connected`, recovery snapshot, live events, heartbeats;
 //! - control routes under `/_sandbox/` (no auth, never faulted): indicators, streams,
@@ -14,6 +17,7 @@
 mod churn;
 mod control;
 pub(crate) mod counts;
+mod deployments;
 mod filters;
 mod graphql;
 mod model;
@@ -94,6 +98,11 @@ pub struct OpenCtiConfig {
     pub churn: ChurnConfig,
     /// Faults at start (changeable through `/_sandbox/faults`).
     pub faults: FaultConfig,
+    /// Dissemination assurance (deployment write-back) present; `false` simulates an older
+    /// platform (changeable through `/_sandbox/deployments/feature`).
+    pub dissemination_assurance: bool,
+    /// Removal grace period of the expiry manager (the platform's default is 24 h).
+    pub removal_grace: Duration,
 }
 
 impl Default for OpenCtiConfig {
@@ -107,6 +116,8 @@ impl Default for OpenCtiConfig {
             version: "6.8.13".into(),
             churn: ChurnConfig::default(),
             faults: FaultConfig::default(),
+            dissemination_assurance: true,
+            removal_grace: Duration::from_secs(86_400),
         }
     }
 }
@@ -122,6 +133,8 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("version", &self.version)
             .field("churn", &self.churn)
             .field("faults", &self.faults)
+            .field("dissemination_assurance", &self.dissemination_assurance)
+            .field("removal_grace", &self.removal_grace)
             .finish()
     }
 }
@@ -141,6 +154,7 @@ pub(crate) struct App {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connections: Arc<AtomicUsize>,
     pub(crate) seed: u64,
+    pub(crate) deployments: Arc<deployments::Deployments>,
 }
 
 impl App {
@@ -215,6 +229,10 @@ impl OpenCtiServer {
             stop: stopped.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
             seed,
+            deployments: Arc::new(deployments::Deployments::new(
+                config.dissemination_assurance,
+                config.removal_grace,
+            )),
         };
         let router = Router::new()
             .route("/graphql", post(graphql::handler))
