@@ -37,6 +37,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod assurance;
 pub mod batch;
 pub mod config;
 pub mod deadletter;
