@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use opencti_client::{DeploymentReport, DeploymentStatus, MAX_EXTERNAL_ID_CHARS, cut_message};
 
+use crate::batch::{ExistingIoc, Intent, Pending, is_withdrawn, owners_of};
 use crate::mapping::IocKey;
 
 /// What became of one IOC of an indicator in Falcon.
@@ -165,6 +166,53 @@ impl ReportBuilder {
     }
 }
 
+/// The reports of a written batch: `pending` its coalesced changes, `after` the owned IOCs as
+/// they are once the batch was written (by key), `dead` the keys whose changes were
+/// dead-lettered, with Falcon's message. An upsert whose IOC is live and owned by the indicator
+/// is deployed; a removal whose IOC is gone, withdrawn, or no longer owned by the indicator is
+/// removed.
+pub fn batch_reports(
+    pending: &[&Pending],
+    after: &std::collections::HashMap<IocKey, ExistingIoc>,
+    dead: &std::collections::HashMap<IocKey, String>,
+    at: DateTime<Utc>,
+) -> Vec<DeploymentReport> {
+    let mut b = ReportBuilder::new(at);
+    for p in pending {
+        let now_ioc = after.get(&p.key);
+        for c in &p.changes {
+            let Some(ind) = c.indicator_id.as_deref() else {
+                continue;
+            };
+            let owned = now_ioc.is_some_and(|e| owners_of(&e.tags).contains(ind));
+            let live = now_ioc.is_some_and(|e| !is_withdrawn(e));
+            let result = if let Some(msg) = dead.get(&p.key) {
+                Some(IocResult::Failed {
+                    message: msg.clone(),
+                    ioc_id: now_ioc.map(|e| e.id.clone()),
+                })
+            } else {
+                match &c.intent {
+                    Intent::Upsert(_) => (owned && live).then(|| IocResult::Deployed {
+                        ioc_id: now_ioc.map(|e| e.id.clone()).unwrap_or_default(),
+                    }),
+                    Intent::Remove { .. } => (!owned || !live).then(|| IocResult::Removed {
+                        ioc_id: now_ioc.map(|e| e.id.clone()),
+                    }),
+                }
+            };
+            match &c.intent {
+                Intent::Upsert(_) => b.expect(ind, [p.key.clone()]),
+                Intent::Remove { .. } => b.expect(ind, []),
+            }
+            if let Some(r) = result {
+                b.record(ind, p.key.clone(), r);
+            }
+        }
+    }
+    b.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +333,69 @@ mod tests {
         assert_eq!(r[0].external_id.as_deref(), Some("id-old"));
         assert_eq!(r[1].status, DeploymentStatus::Deployed);
         assert_eq!(r[1].external_id.as_deref(), Some("id-n"));
+    }
+
+    #[test]
+    fn a_written_batch_reports_per_indicator() {
+        use crate::batch::{Batch, Change};
+        use crate::mapping::{MappingOptions, map_indicator};
+        let stix = serde_json::json!({"type": "indicator", "id": "indicator--a", "pattern_type": "stix",
+            "pattern": "[domain-name:value = 'one.com' OR domain-name:value = 'two.com']"});
+        let m = map_indicator(&stix, &MappingOptions::default(), at());
+        assert_eq!(m.iocs.len(), 2);
+        let mut batch = Batch::new();
+        for i in &m.iocs {
+            batch.push(Change {
+                key: i.key.clone(),
+                intent: Intent::Upsert(i.clone()),
+                event_id: "1-0".into(),
+                indicator_id: Some("indicator--a".into()),
+            });
+        }
+        let gone = key(IocType::Domain, "gone.com");
+        batch.push(Change {
+            key: gone.clone(),
+            intent: Intent::Remove { labels: vec![] },
+            event_id: "2-0".into(),
+            indicator_id: Some("indicator--b".into()),
+        });
+        let existing = |k: &IocKey, id: &str| ExistingIoc {
+            id: id.into(),
+            key: k.clone(),
+            action: Some("detect".into()),
+            mobile_action: None,
+            severity: None,
+            platforms: vec![],
+            tags: vec!["opencti:indicator--a".into()],
+            description: None,
+            expiration: None,
+            applied_globally: Some(true),
+        };
+        let (k1, k2) = (m.iocs[0].key.clone(), m.iocs[1].key.clone());
+        let mut after = std::collections::HashMap::new();
+        after.insert(k1.clone(), existing(&k1, "id-1"));
+        let pending = batch.pending();
+        // The second value was refused: the indicator failed; the withdrawn one is removed.
+        let mut dead = std::collections::HashMap::new();
+        dead.insert(k2.clone(), "Invalid value".to_string());
+        let r = batch_reports(&pending, &after, &dead, at());
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].indicator_id.as_str(), r[0].status),
+            ("indicator--a", DeploymentStatus::Failed)
+        );
+        assert_eq!(
+            (r[1].indicator_id.as_str(), r[1].status),
+            ("indicator--b", DeploymentStatus::Removed)
+        );
+        // Both written: deployed with both ids.
+        after.insert(k2.clone(), existing(&k2, "id-2"));
+        let r = batch_reports(&pending, &after, &std::collections::HashMap::new(), at());
+        assert_eq!(r[0].status, DeploymentStatus::Deployed);
+        assert_eq!(
+            r[0].external_id.as_deref().map(|x| x.split(',').count()),
+            Some(2)
+        );
     }
 
     #[test]

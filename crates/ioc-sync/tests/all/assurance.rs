@@ -218,3 +218,98 @@ async fn a_replayed_hit_window_is_counted_once() {
     assert_eq!(snap["sightings"][0]["attribute_count"], 2);
     s.shutdown().await;
 }
+
+async fn post(url: String, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn hits_on_every_value_late_alerts_and_restarts_count_once() {
+    use ioc_sync::assurance::runtime::Assurance;
+    use ioc_sync::assurance::settings::AssuranceSettings;
+    let sb = crate::common::sandbox(10, |c| c.falcon.alerts = Some(0)).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::common::config(&crate::common::env(&info, dir.path()));
+    let falcon = ioc_sync::falcon::client(&config).unwrap();
+    let octi = OpenCtiClient::builder(
+        info.opencti_url.clone(),
+        SecretString::from(info.opencti_token.clone()),
+    )
+    .build()
+    .unwrap();
+    let mut a = Assurance::new(&octi, AssuranceSettings::default()).unwrap();
+    let v: Value = reqwest::get(format!("{}/_sandbox/indicators", info.opencti_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ind = v["indicators"][0]["id"].as_str().unwrap().to_owned();
+    // An indicator whose pattern has two values; alerts only ever name the second one.
+    let mut ix = ValueIndex::default();
+    ix.insert(&ind, "first.example.com");
+    ix.insert(&ind, "second.example.com");
+    let hit = |ago: i64, visible_after: i64| {
+        post(
+            format!("{}/_sandbox/alerts/ioc-hit", info.falcon_url),
+            json!({"values": ["other.example.net", "second.example.com"], "ago_secs": ago, "visible_after_secs": visible_after}),
+        )
+    };
+    hit(30 * 60, 0).await; // inside the first closed window
+    hit(10 * 60, 8 * 60).await; // created 10 min ago, visible only in 8 min (ingestion lag)
+    let t0 = chrono::Utc::now();
+    let mut saved: Option<ioc_sync::assurance::hits::HitCursor> = None;
+    let run = a
+        .collect_hits(&falcon, &ix, None, t0, |c| saved = Some(c.clone()))
+        .await
+        .unwrap();
+    assert!(run.complete);
+    assert_eq!(run.stats.hits, 1, "{run:?}");
+    // 20 minutes later (Falcon's clock too): the late alert is visible and inside the next window.
+    post(
+        format!("{}/_sandbox/alerts/clock", info.falcon_url),
+        json!({"advance_secs": 20 * 60}),
+    )
+    .await;
+    let t1 = t0 + chrono::Duration::minutes(20);
+    let cursor = saved.clone().unwrap();
+    let mut in_progress = None;
+    let run = a
+        .collect_hits(&falcon, &ix, Some(&cursor), t1, |c| {
+            if c.until.is_some() {
+                in_progress = Some(c.clone());
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(run.stats.hits, 1, "the late alert is counted: {run:?}");
+    // A restart that lost the end of that run redoes the same window: nothing counted twice.
+    let run = a
+        .collect_hits(
+            &falcon,
+            &ix,
+            in_progress.as_ref(),
+            t1 + chrono::Duration::minutes(3),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.reported, 1);
+    let snap: Value = reqwest::get(format!("{}/_sandbox/deployments", info.opencti_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(snap["deployments"][0]["hit_count"], 2, "{snap}");
+    assert_eq!(snap["deployments"][0]["deployment_status"], "active");
+    sb.shutdown().await;
+}
