@@ -192,6 +192,9 @@ pub struct CrowdStrikeSettings {
     pub rate_limit_per_minute: u32,
     /// `CROWDSTRIKE_RATE_LIMIT_SHARE` (default 0.8): the share of the limit this connector may use.
     pub rate_limit_share: f64,
+    /// Base URL per cloud, replacing the real hosts (library only, never read from the environment:
+    /// tests point region discovery at simulators with it). Default empty.
+    pub region_urls: Vec<(falcon_sdk::Region, url::Url)>,
 }
 
 impl fmt::Debug for CrowdStrikeSettings {
@@ -208,6 +211,7 @@ impl fmt::Debug for CrowdStrikeSettings {
             .field("action_on_hash", &self.action_on_hash)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_share", &self.rate_limit_share)
+            .field("region_urls", &self.region_urls)
             .finish()
     }
 }
@@ -785,6 +789,7 @@ impl Config {
                 0.01,
                 1.0,
             )?,
+            region_urls: Vec::new(),
         };
 
         // metrics
