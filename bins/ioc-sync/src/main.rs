@@ -81,12 +81,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!(reason = %format!("{e:#}"), "ioc-sync failed");
             eprintln!("error: {e:#}");
-            let code = if e.downcast_ref::<ioc_sync::config::ConfigError>().is_some() {
-                exit::CONFIG
-            } else {
-                exit::ERROR
-            };
-            code.into()
+            exit::of(&e).into()
         }
     }
 }
@@ -98,14 +93,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             until_caught_up,
         } => {
             let config = load_config(cli.config.as_deref())?;
+            // The metrics endpoint is supervised: if it stops, the run winds down and exits 1.
+            let (server_tx, mut server_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
             if config.metrics.enable {
-                metrics_server::start(&config).await?;
+                let server = metrics_server::start(&config).await?;
+                tokio::spawn(async move {
+                    let e = match server.await {
+                        Ok(Ok(())) => anyhow::anyhow!("the metrics endpoint stopped"),
+                        Ok(Err(e)) => e.context("the metrics endpoint failed"),
+                        Err(e) => anyhow::Error::new(e).context("the metrics endpoint panicked"),
+                    };
+                    tracing::error!(reason = %format!("{e:#}"), "stopping the connector");
+                    let _ = server_tx.send(e);
+                });
             }
+            let mut server_failed = None;
+            let shutdown = async {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    r = &mut server_rx => if let Ok(e) = r { server_failed = Some(e) } else { std::future::pending::<()>().await },
+                }
+            };
             let opts = ioc_sync::RunOptions {
                 dry_run,
                 until_caught_up,
             };
-            let summary = ioc_sync::run(&config, &opts, shutdown_signal()).await?;
+            let summary = ioc_sync::run(&config, &opts, shutdown).await;
+            if let Some(e) = server_failed {
+                return Err(e);
+            }
+            let summary = summary?;
             tracing::info!(summary = %serde_json::to_string(&summary)?, "ioc-sync stopped");
             println!("{}", serde_json::to_string(&summary)?);
             if std::env::var_os("IOC_SYNC_REPORT_PEAK_RSS").is_some() {
