@@ -231,6 +231,9 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    for e in config.insecure_settings() {
+        tracing::error!("{e}");
+    }
     Ok(config)
 }
 

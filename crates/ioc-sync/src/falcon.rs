@@ -23,7 +23,7 @@ pub fn client(config: &Config) -> Result<FalconClient, Error> {
         .client_secret(secrecy::SecretString::from(
             cs.client_secret.expose_secret().to_string(),
         ))
-        .base_url(cs.endpoint.base_url())
+        .cloud(cs.endpoint.cloud())
         .ioc_batch_size(config.sync.write_chunk)
         .user_agent(concat!("ioc-sync/", env!("CARGO_PKG_VERSION")));
     if let Some(cid) = &cs.member_cid {
