@@ -41,9 +41,16 @@ enum Command {
     },
     /// Diff the indicators matching the live stream against the IOCs the connector owns; fix the drift.
     Reconcile {
-        /// Print what would change; change nothing.
+        /// Print what would change; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
+        /// Most IOCs the plan may remove (delete or soft delete) without --yes; above it nothing is
+        /// written and the exit code is 1.
+        #[arg(long, value_name = "N", default_value_t = ioc_sync::DEFAULT_MAX_REMOVALS)]
+        max_removals: usize,
+        /// Confirm a plan that removes more than --max-removals IOCs.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check the configuration and connectivity (OpenCTI, live stream, Falcon), with a verdict for each.
     Check,
@@ -116,9 +123,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Reconcile { dry_run } => {
+        Command::Reconcile {
+            dry_run,
+            max_removals,
+            yes,
+        } => {
             let config = load_config(cli.config.as_deref())?;
-            let summary = ioc_sync::reconcile(&config, dry_run).await?;
+            let opts = ioc_sync::ReconcileOptions {
+                dry_run,
+                max_removals,
+                confirmed: yes,
+            };
+            let summary = ioc_sync::reconcile(&config, &opts, |p| {
+                // The plan goes to stderr before anything is written; stdout keeps the JSON summary.
+                eprintln!(
+                    "reconcile plan: {} indicators, {} IOCs wanted, {} owned: {} to create, {} to update, {} to remove, {} unchanged{}",
+                    p.indicators,
+                    p.wanted,
+                    p.owned,
+                    p.creates,
+                    p.updates,
+                    p.removals,
+                    p.unchanged,
+                    if dry_run { " (dry run: nothing is written)" } else { "" }
+                );
+            })
+            .await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(exit::OK)
         }

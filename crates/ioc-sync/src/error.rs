@@ -44,6 +44,17 @@ pub enum Error {
     /// The dead-letter file could not be written.
     #[error("cannot write the dead-letter file")]
     DeadLetterFile(#[source] std::io::Error),
+    /// `reconcile` would remove more IOCs than allowed without confirmation; nothing was written.
+    #[error(
+        "reconcile would remove {removals} IOCs, more than the limit of {limit}: nothing was written; \
+         check the plan with --dry-run, then confirm with --yes or raise --max-removals"
+    )]
+    RemovalLimit {
+        /// IOCs the plan removes (deletes and soft deletes).
+        removals: usize,
+        /// The allowed number.
+        limit: usize,
+    },
     /// The pattern of an input could not be read (the `map` command).
     #[error("invalid input")]
     Input(#[source] BoxError),
@@ -55,7 +66,10 @@ impl Error {
         match self {
             Error::Falcon { retryable, .. } | Error::OpenCti { retryable, .. } => *retryable,
             Error::StateFile(_) | Error::DeadLetterFile(_) => true,
-            Error::Config(_) | Error::StreamEnded(_) | Error::Input(_) => false,
+            Error::Config(_)
+            | Error::StreamEnded(_)
+            | Error::Input(_)
+            | Error::RemovalLimit { .. } => false,
         }
     }
 }

@@ -52,4 +52,7 @@ pub mod state;
 
 pub use engine::Summary;
 pub use error::{BoxError, Error};
-pub use service::{CheckResult, ReconcileSummary, RunOptions, check, reconcile, run};
+pub use service::{
+    CheckResult, DEFAULT_MAX_REMOVALS, ReconcileOptions, ReconcilePlan, ReconcileSummary,
+    RunOptions, check, reconcile, run,
+};

@@ -78,6 +78,33 @@ pub async fn register(
     Ok(choose_state(registered.state, local, config))
 }
 
+/// The state [`register`] would resume from, read without writing anything anywhere (no registration,
+/// no ping, the local file left as it is): what `run --dry-run` uses.
+pub async fn peek_state(
+    client: &OpenCtiClient,
+    config: &Config,
+    state_file: &StateFile,
+) -> Result<StreamState, Error> {
+    client
+        .health_check()
+        .await
+        .map_err(|e| octi("health check", e))?;
+    let raw = client
+        .connector_state(&config.connector.id)
+        .await
+        .map_err(|e| octi("connector state", e))?;
+    if raw.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        warn!("Connector state has been remotely reset (dry run: the local state file is kept)");
+        return Ok(first_run_state(config));
+    }
+    let platform = raw.as_deref().and_then(StreamState::from_connector_state);
+    let local = state_file
+        .load()
+        .map_err(Error::StateFile)?
+        .and_then(|t| StreamState::from_connector_state(&t));
+    Ok(choose_state(platform, local, config))
+}
+
 /// The later of two states (by `start_from`), or a first-run state.
 pub fn choose_state(
     platform: Option<StreamState>,
@@ -306,6 +333,7 @@ pub async fn stream_indicators(
             .await
             .map_err(|e| octi("stream collection", e))?
             .filters_json()
+            .map_err(|e| octi("stream filters", e))?
     };
     if !with_inferences {
         match list_indicators(client, Some(without_inferred(filters.clone()))).await {

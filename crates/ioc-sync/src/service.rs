@@ -49,7 +49,12 @@ pub async fn run(
     );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let state = opencti::register(&octi, config, &state_file).await?;
+        // A dry run writes nothing anywhere: no registration (which can also clear the local file).
+        let state = if options.dry_run {
+            opencti::peek_state(&octi, config, &state_file).await?
+        } else {
+            opencti::register(&octi, config, &state_file).await?
+        };
         info!(state = %state.to_connector_state(), "resuming from state");
         let mut source = OpenCtiSource::open(&octi, config, state);
         let pinger = OpenCtiPinger::new(octi.clone(), config.connector.id.clone(), None);
@@ -57,7 +62,9 @@ pub async fn run(
         let ended = match end {
             RunEnd::StateReset => {
                 warn!("state reset in OpenCTI: starting a full re-sync");
-                state_file.clear().map_err(Error::StateFile)?;
+                if !options.dry_run {
+                    state_file.clear().map_err(Error::StateFile)?;
+                }
                 continue;
             }
             RunEnd::Shutdown => "shutdown",
@@ -66,6 +73,49 @@ pub async fn run(
         };
         return Ok(engine.stats().summary(ended));
     }
+}
+
+/// Default of [`ReconcileOptions::max_removals`] (`--max-removals`).
+pub const DEFAULT_MAX_REMOVALS: usize = 25;
+
+/// Options of [`reconcile`] (command-line flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileOptions {
+    /// Plan and report, write nothing anywhere.
+    pub dry_run: bool,
+    /// Most IOCs the plan may remove (delete or soft delete) without `confirmed`.
+    pub max_removals: usize,
+    /// The operator confirmed removals above `max_removals` (`--yes`).
+    pub confirmed: bool,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        ReconcileOptions {
+            dry_run: false,
+            max_removals: DEFAULT_MAX_REMOVALS,
+            confirmed: false,
+        }
+    }
+}
+
+/// What [`reconcile`] plans to write, known before anything is written.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ReconcilePlan {
+    /// Indicators matching the stream.
+    pub indicators: usize,
+    /// IOCs those indicators want.
+    pub wanted: usize,
+    /// Owned IOCs found in Falcon (not yet withdrawn ones and withdrawn ones).
+    pub owned: usize,
+    /// IOCs to create.
+    pub creates: usize,
+    /// Owned IOCs to update (fields or owner tags), removals excluded.
+    pub updates: usize,
+    /// Owned IOCs no indicator wants, to delete or soft delete.
+    pub removals: usize,
+    /// Owned IOCs already as wanted.
+    pub unchanged: usize,
 }
 
 /// What [`reconcile`] found and did.
@@ -77,6 +127,8 @@ pub struct ReconcileSummary {
     pub wanted: usize,
     /// Owned IOCs found in Falcon (not yet withdrawn ones and withdrawn ones).
     pub owned: usize,
+    /// The plan's counts.
+    pub plan: ReconcilePlan,
     /// Writes made (or, in a dry run, that would be made).
     pub writes: Summary,
 }
@@ -84,7 +136,16 @@ pub struct ReconcileSummary {
 /// Diffs the indicators matching the live stream against the IOCs the connector owns, and fixes the
 /// drift both ways: missing or outdated IOCs are written, owned IOCs no indicator wants are removed
 /// (soft or permanent delete as configured).
-pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummary, Error> {
+///
+/// Nothing is written unless the whole picture was read: an incomplete indicator listing (repeated
+/// cursor, fewer than `globalCount`) or unreadable stream filters are errors. `on_plan` receives the
+/// plan's counts before any write. A plan removing more than `max_removals` IOCs is refused with
+/// [`Error::RemovalLimit`] unless `confirmed`. With `dry_run`, nothing is written anywhere.
+pub async fn reconcile(
+    config: &Config,
+    options: &ReconcileOptions,
+    on_plan: impl FnOnce(&ReconcilePlan),
+) -> Result<ReconcileSummary, Error> {
     let store = FalconStore::new(crate::falcon::client(config)?);
     let octi = opencti::client(config)?;
     let indicators = opencti::stream_indicators(
@@ -151,8 +212,26 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummar
         &owned,
         config.crowdstrike.permanent_delete,
     );
+    let soft_deletes = plan.updates.iter().filter(|(u, _)| u.soft_delete).count();
+    let counts = ReconcilePlan {
+        indicators: indicators.len(),
+        wanted: n_wanted,
+        owned: owned.len(),
+        creates: plan.creates.len(),
+        updates: plan.updates.len() - soft_deletes,
+        removals: plan.deletes.len() + soft_deletes,
+        unchanged: plan.unchanged,
+    };
+    info!(plan = ?counts, "reconcile plan");
+    on_plan(&counts);
+    if !options.dry_run && !options.confirmed && counts.removals > options.max_removals {
+        return Err(Error::RemovalLimit {
+            removals: counts.removals,
+            limit: options.max_removals,
+        });
+    }
     let mut opts = EngineOptions::from_config(config);
-    opts.dry_run = dry_run;
+    opts.dry_run = options.dry_run;
     let engine = Engine::new(
         store,
         opts,
@@ -165,9 +244,12 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> Result<ReconcileSummar
         indicators: indicators.len(),
         wanted: n_wanted,
         owned: owned.len(),
-        writes: engine
-            .stats()
-            .summary(if dry_run { "dry_run" } else { "reconciled" }),
+        plan: counts,
+        writes: engine.stats().summary(if options.dry_run {
+            "dry_run"
+        } else {
+            "reconciled"
+        }),
     })
 }
 

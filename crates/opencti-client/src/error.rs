@@ -57,6 +57,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A paged listing stopped before it delivered everything the platform announced (a repeated
+    /// cursor, fewer items than `globalCount`), or its filters cannot be read. A shorter list must never
+    /// be taken for the whole one; listing again may succeed.
+    #[error("incomplete listing: {reason}")]
+    Incomplete {
+        /// What was wrong, with the figures.
+        reason: String,
+    },
     /// A live-stream event whose `data:` is not what its event name announces.
     /// The stream yields it and goes on.
     #[error("malformed {event} event {id:?}")]
@@ -115,7 +123,9 @@ impl Error {
     /// Classification for retry loops.
     pub fn retry_kind(&self) -> RetryKind {
         match self {
-            Error::Transport(_) | Error::Timeout(_) => RetryKind::Transient,
+            Error::Transport(_) | Error::Timeout(_) | Error::Incomplete { .. } => {
+                RetryKind::Transient
+            }
             Error::Http { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
                 RetryKind::Transient
             }

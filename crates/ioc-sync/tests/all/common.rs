@@ -215,3 +215,19 @@ pub async fn assert_converged_with(info: &SandboxInfo, inferred: bool) {
         have.len()
     );
 }
+
+/// Reconcile options that write and accept any number of removals.
+pub fn confirmed() -> ioc_sync::ReconcileOptions {
+    ioc_sync::ReconcileOptions {
+        confirmed: true,
+        ..Default::default()
+    }
+}
+
+/// Reconcile options of a dry run.
+pub fn dry() -> ioc_sync::ReconcileOptions {
+    ioc_sync::ReconcileOptions {
+        dry_run: true,
+        ..Default::default()
+    }
+}

@@ -1,4 +1,5 @@
 //! End-to-end tests of the sync engine against the sandbox (simulated OpenCTI + Falcon).
 
 mod common;
+mod reconcile;
 mod sync;

@@ -124,7 +124,7 @@ async fn churn_converges_with_soft_delete() {
     assert!(ops["operations"].to_string().contains("merge"), "{ops}");
     let s = sync_until_caught_up(&config).await;
     assert!(s.data_events > 0);
-    ioc_sync::reconcile(&config, false)
+    ioc_sync::reconcile(&config, &confirmed(), |_| {})
         .await
         .expect("reconcile");
     assert_converged(&info).await;
@@ -325,7 +325,9 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
         assert_converged(&info).await;
 
         // reconcile agrees (no write), and repairs owner tags that drifted.
-        let r = ioc_sync::reconcile(&config, false).await.unwrap();
+        let r = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+            .await
+            .unwrap();
         assert_eq!(
             (
                 r.writes.created,
@@ -360,7 +362,9 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
             soft_delete: false,
         };
         assert!(falcon.update(&[drifted]).await.unwrap().is_empty());
-        let r = ioc_sync::reconcile(&config, false).await.unwrap();
+        let r = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+            .await
+            .unwrap();
         assert_eq!(r.writes.updated, 1, "{r:?}");
         let (tags, _) = tags_of(&info, "shared.example").await.unwrap();
         assert_eq!(tags, vec!["from-b".to_string(), format!("opencti:{b}")]);
@@ -485,7 +489,7 @@ async fn iocs_not_owned_by_the_connector_are_untouched() {
     assert!(dead.contains(&taken), "{dead}");
     churn(&info, 200).await;
     sync_until_caught_up(&config).await;
-    ioc_sync::reconcile(&config, false)
+    ioc_sync::reconcile(&config, &confirmed(), |_| {})
         .await
         .expect("reconcile");
     let after: std::collections::BTreeMap<String, serde_json::Value> = falcon_all(&info)
@@ -535,7 +539,7 @@ async fn reconcile_fixes_drift_both_ways() {
     // The GraphQL API also lists inferred indicators, which the stream (without inferences) does not carry.
     // Without `with-inferences` reconcile leaves them out too.
     assert!(expected_with(&info, true).await.len() > expected(&info).await.len());
-    let dry = ioc_sync::reconcile(&config, true).await.unwrap();
+    let dry = ioc_sync::reconcile(&config, &dry(), |_| {}).await.unwrap();
     assert_eq!((dry.writes.created, dry.writes.deleted), (1, 1), "{dry:?}");
     assert!(
         live_owned(&info).await.contains("domain:stray.example"),
@@ -545,7 +549,9 @@ async fn reconcile_fixes_drift_both_ways() {
         !live_owned(&info).await.contains(&key(&some)),
         "dry run changes nothing"
     );
-    let done = ioc_sync::reconcile(&config, false).await.unwrap();
+    let done = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(
         (done.writes.created, done.writes.deleted),
         (1, 1),

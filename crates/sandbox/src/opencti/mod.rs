@@ -94,6 +94,22 @@ pub struct OpenCtiConfig {
     pub churn: ChurnConfig,
     /// Faults at start (changeable through `/_sandbox/faults`).
     pub faults: FaultConfig,
+    /// Truncated `indicators` listings at start (changeable through `/_sandbox/listing`).
+    pub listing: ListingFaults,
+}
+
+/// Ways a paged `indicators` listing can come back incomplete, as a busy or buggy platform (or a proxy)
+/// can produce them (`shared/reference/opencti.md` §3: cursors are opaque, `pageInfo.globalCount` is the
+/// total): a client must treat each as an error, never as the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListingFaults {
+    /// From this page on (0 = the first), every page answers the `after` cursor it was asked for as its
+    /// `endCursor` (a repeated cursor) with `hasNextPage: true`.
+    pub repeat_cursor_from_page: Option<usize>,
+    /// The listing ends (`hasNextPage: false`) after this many indicators, while `globalCount` still
+    /// says the full total.
+    pub stop_after: Option<usize>,
 }
 
 impl Default for OpenCtiConfig {
@@ -107,6 +123,7 @@ impl Default for OpenCtiConfig {
             version: "6.8.13".into(),
             churn: ChurnConfig::default(),
             faults: FaultConfig::default(),
+            listing: ListingFaults::default(),
         }
     }
 }
@@ -138,6 +155,7 @@ pub(crate) struct App {
     pub(crate) counts: RequestCounts,
     pub(crate) churn: Arc<Mutex<ChurnConfig>>,
     pub(crate) churn_changed: Arc<Notify>,
+    pub(crate) listing: Arc<Mutex<ListingFaults>>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connections: Arc<AtomicUsize>,
     pub(crate) seed: u64,
@@ -212,6 +230,7 @@ impl OpenCtiServer {
             counts: counts.clone(),
             churn: Arc::new(Mutex::new(config.churn.clone())),
             churn_changed: Arc::new(Notify::new()),
+            listing: Arc::new(Mutex::new(config.listing.clone())),
             stop: stopped.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
             seed,
