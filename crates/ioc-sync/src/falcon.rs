@@ -89,10 +89,7 @@ fn existing(i: Indicator) -> Option<ExistingIoc> {
     let t = IocType::from_wire(i.type_.as_str())?;
     Some(ExistingIoc {
         id: i.id,
-        key: IocKey {
-            ioc_type: t,
-            value: i.value,
-        },
+        key: IocKey::from_stored(t, &i.value),
         action: i.action.map(|a| a.as_str().to_string()),
         mobile_action: i.mobile_action.map(|a| a.as_str().to_string()),
         severity: i.severity.map(|s| s.as_str().to_string()),

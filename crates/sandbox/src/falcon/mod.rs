@@ -123,6 +123,11 @@ pub struct Knobs {
     pub stdout_chunk_bytes: usize,
     /// `X-Cs-Region` value.
     pub region: String,
+    /// Store `sha256`, `md5` and `domain` values in the case they were sent (lookups and duplicate
+    /// checks stay case-insensitive), as an IOC the Python connector wrote from a mixed-case pattern may
+    /// be stored; default off: values are lower-cased. Falcon's own behaviour is unverified.
+    #[serde(default)]
+    pub keep_value_case: bool,
 }
 
 impl Default for Knobs {
@@ -141,6 +146,7 @@ impl From<&FalconConfig> for Knobs {
             collector_duration_ms: c.collector_duration.as_millis() as u64,
             stdout_chunk_bytes: c.stdout_chunk_bytes.max(16),
             region: c.region.clone(),
+            keep_value_case: false,
         }
     }
 }
