@@ -39,7 +39,7 @@ pub(crate) struct Inner {
 impl fmt::Debug for OpenCtiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenCtiClient")
-            .field("url", &self.inner.base.as_str())
+            .field("url", &redact_url(self.inner.base.as_str()))
             .field("token", &"[REDACTED]")
             .field(
                 "custom_headers",
@@ -67,7 +67,7 @@ pub struct ClientBuilder {
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("token", &"[REDACTED]")
             .field(
                 "headers",
@@ -187,6 +187,19 @@ impl OpenCtiClient {
     }
 }
 
+/// `url` with a `user:password@` replaced by `[REDACTED]@`: URLs in logs, errors and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}[REDACTED]@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 pub(crate) fn map_reqwest(e: reqwest::Error, timeout: Duration) -> Error {
     if e.is_timeout() {
         Error::Timeout(timeout)
@@ -287,12 +300,16 @@ impl ClientBuilder {
 
     /// Builds the client; fails on a bad URL, token or header.
     pub fn build(self) -> Result<OpenCtiClient, Error> {
-        let base = Url::parse(self.url.trim())
-            .map_err(|e| Error::config(format!("OpenCTI URL `{}` is invalid: {e}", self.url)))?;
+        let base = Url::parse(self.url.trim()).map_err(|e| {
+            Error::config(format!(
+                "OpenCTI URL `{}` is invalid: {e}",
+                redact_url(&self.url)
+            ))
+        })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(Error::config(format!(
                 "OpenCTI URL `{}` must be an http or https URL",
-                self.url
+                redact_url(&self.url)
             )));
         }
         if self.token.expose_secret().trim().is_empty() {
@@ -355,6 +372,22 @@ mod tests {
         assert!(!d.contains("hidden-value"), "{d}");
         assert!(d.contains("[REDACTED]"));
         assert!(d.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn userinfo_in_the_url_never_reaches_debug_or_errors() {
+        let tok = || SecretString::from("t");
+        let b = OpenCtiClient::builder("https://svc:hunter2@opencti.example", tok());
+        let builder_debug = format!("{b:?}");
+        let d = format!("{builder_debug} {:?}", b.build().unwrap());
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("[REDACTED]@opencti.example"), "{d}");
+        let e = OpenCtiClient::builder("ftp://svc:hunter2@opencti.example", tok())
+            .build()
+            .unwrap_err();
+        let d = format!("{e} {e:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert_eq!(redact_url("http://h:1/a@b"), "http://h:1/a@b");
     }
 
     #[test]

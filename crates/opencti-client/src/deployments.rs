@@ -884,8 +884,7 @@ impl DeploymentQuery {
                 Sent::Done(p) => p,
                 Sent::Unsupported | Sent::Deferred => {
                     return Err(Error::Incomplete {
-                        what: "deployment listing",
-                        reason: "dissemination assurance is not available on the platform".into(),
+                        reason: "deployment listing: dissemination assurance is not available on the platform".into(),
                     });
                 }
             };
@@ -896,17 +895,18 @@ impl DeploymentQuery {
             if page.has_next_page {
                 let Some(c) = page.end_cursor.clone() else {
                     return Err(Error::Incomplete {
-                        what: "deployment listing",
                         reason: format!(
-                            "hasNextPage without endCursor after {} deployments",
+                            "deployment listing: hasNextPage without endCursor after {} deployments",
                             st.read
                         ),
                     });
                 };
                 if !st.seen.insert(c.clone()) {
                     return Err(Error::Incomplete {
-                        what: "deployment listing",
-                        reason: format!("cursor `{c}` repeated after {} deployments", st.read),
+                        reason: format!(
+                            "deployment listing: cursor `{c}` repeated after {} deployments",
+                            st.read
+                        ),
                     });
                 }
                 st.q.after = Some(c);
@@ -915,8 +915,10 @@ impl DeploymentQuery {
                     && st.read < a
                 {
                     return Err(Error::Incomplete {
-                        what: "deployment listing",
-                        reason: format!("{} deployments read, {a} announced", st.read),
+                        reason: format!(
+                            "deployment listing: {} deployments read, {a} announced",
+                            st.read
+                        ),
                     });
                 }
                 st.done = true;

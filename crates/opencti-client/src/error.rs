@@ -57,13 +57,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A paged listing ended before it was complete (a cursor repeated or missing, fewer items
-    /// than announced). Nothing may be concluded from what was read.
-    #[error("{what} is incomplete: {reason}")]
+    /// A paged listing stopped before it delivered everything the platform announced (a repeated
+    /// cursor, fewer items than `globalCount`), or its filters cannot be read. A shorter list must never
+    /// be taken for the whole one; listing again may succeed.
+    #[error("incomplete listing: {reason}")]
     Incomplete {
-        /// Which listing.
-        what: &'static str,
-        /// What went wrong, with the count read so far.
+        /// What was wrong, with the figures.
         reason: String,
     },
     /// A live-stream event whose `data:` is not what its event name announces.
@@ -124,12 +123,13 @@ impl Error {
     /// Classification for retry loops.
     pub fn retry_kind(&self) -> RetryKind {
         match self {
-            Error::Transport(_) | Error::Timeout(_) => RetryKind::Transient,
+            Error::Transport(_) | Error::Timeout(_) | Error::Incomplete { .. } => {
+                RetryKind::Transient
+            }
             Error::Http { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
                 RetryKind::Transient
             }
             Error::GraphQl { .. } if self.is_rate_limited() => RetryKind::Transient,
-            Error::Incomplete { .. } => RetryKind::Transient,
             Error::Http { .. }
             | Error::Config { .. }
             | Error::Unauthorized

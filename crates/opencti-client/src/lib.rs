@@ -70,7 +70,7 @@
 //! let collection = client.stream_collection("9d3f0e52-stream-id").await?;
 //! let mut all = client
 //!     .indicators()
-//!     .filters(collection.filters_json().unwrap_or(serde_json::Value::Null))
+//!     .filters(collection.filters_json()?.unwrap_or(serde_json::Value::Null))
 //!     .stream();
 //! while let Some(ind) = all.try_next().await? {
 //!     println!("{:?} {:?} score={:?}", ind.standard_id, ind.pattern, ind.x_opencti_score);

@@ -236,9 +236,7 @@ async fn hits_on_every_value_late_alerts_and_restarts_count_once() {
     use ioc_sync::assurance::settings::AssuranceSettings;
     let sb = crate::common::sandbox(10, |c| c.falcon.alerts = Some(0)).await;
     let info = sb.info().clone();
-    let dir = tempfile::tempdir().unwrap();
-    let config = crate::common::config(&crate::common::env(&info, dir.path()));
-    let falcon = ioc_sync::falcon::client(&config).unwrap();
+    let falcon = crate::common::falcon_client(&info);
     let octi = OpenCtiClient::builder(
         info.opencti_url.clone(),
         SecretString::from(info.opencti_token.clone()),

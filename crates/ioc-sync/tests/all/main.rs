@@ -2,4 +2,7 @@
 
 mod assurance;
 mod common;
+mod migration;
+mod reconcile;
 mod sync;
+mod tenant;

@@ -163,7 +163,9 @@ async fn older_platform_makes_every_call_a_noop_after_one_probe() {
     assert_eq!(wb.feature().await, Feature::Unsupported);
     let r = DeploymentReport::new("i", DeploymentStatus::Deployed);
     assert_eq!(
-        wb.report_deployments("p", std::slice::from_ref(&r)).await.unwrap(),
+        wb.report_deployments("p", std::slice::from_ref(&r))
+            .await
+            .unwrap(),
         Sent::Unsupported
     );
     assert_eq!(
@@ -210,12 +212,16 @@ async fn transient_detection_failure_defers_and_is_retried_after_the_delay() {
     let wb = c.deployment_write_back();
     let r = DeploymentReport::new("i", DeploymentStatus::Deployed);
     assert_eq!(
-        wb.report_deployments("p", std::slice::from_ref(&r)).await.unwrap(),
+        wb.report_deployments("p", std::slice::from_ref(&r))
+            .await
+            .unwrap(),
         Sent::Deferred
     );
     assert_eq!(wb.feature().await, Feature::Unknown);
     assert_eq!(
-        wb.report_deployments("p", std::slice::from_ref(&r)).await.unwrap(),
+        wb.report_deployments("p", std::slice::from_ref(&r))
+            .await
+            .unwrap(),
         Sent::Deferred
     );
     // No delay: each call probes again; the second probe fails, the third succeeds.

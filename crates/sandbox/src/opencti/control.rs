@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<App> {
         .route("/_sandbox/connectors/{id}/reset", post(reset_connector))
         .route("/_sandbox/churn", get(get_churn).post(post_churn))
         .route("/_sandbox/churn/step", post(churn_step))
+        .route("/_sandbox/listing", get(get_listing).post(post_listing))
         .route("/_sandbox/events/raw", post(raw_event))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/requests", get(requests))
@@ -440,6 +441,24 @@ async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>
             Json(c).into_response()
         }
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("churn: {e}")),
+    }
+}
+
+async fn get_listing(State(app): State<App>) -> Json<super::ListingFaults> {
+    Json(app.listing.lock().expect("listing lock").clone())
+}
+
+async fn post_listing(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
+    let current = serde_json::to_value(app.listing.lock().expect("listing lock").clone())
+        .expect("listing serializes");
+    let mut merged = current.as_object().cloned().unwrap_or_default();
+    merged.extend(patch);
+    match serde_json::from_value::<super::ListingFaults>(Value::Object(merged)) {
+        Ok(l) => {
+            *app.listing.lock().expect("listing lock") = l.clone();
+            Json(l).into_response()
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("listing: {e}")),
     }
 }
 

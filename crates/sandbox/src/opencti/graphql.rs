@@ -851,21 +851,43 @@ fn indicators(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
         all.reverse();
     }
     let total = all.len();
+    let listing = app.listing.lock().expect("listing lock").clone();
+    // `stop_after`: the listing pretends to end early; `globalCount` keeps the real total.
+    let served = listing.stop_after.map_or(total, |n| n.min(total));
     let page: Vec<Value> = all
         .iter()
         .enumerate()
+        .take(served)
         .skip(offset)
         .take(first)
         .map(|(k, i)| json!({"cursor": encode_cursor(k + 1), "node": i.to_node(&store.refs)}))
         .collect();
     let end = offset + page.len();
+    let mut end_cursor = if offset < end {
+        encode_cursor(end)
+    } else {
+        String::new()
+    };
+    let mut has_next = end < served;
+    if listing
+        .repeat_cursor_from_page
+        .is_some_and(|p| offset >= p * first)
+    {
+        // A repeated cursor: the page answers the cursor it was asked for.
+        end_cursor = args
+            .get("after")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        has_next = true;
+    }
     Ok(json!({
         "__typename": "IndicatorConnection",
         "edges": page,
         "pageInfo": {
             "startCursor": if offset < end { encode_cursor(offset + 1) } else { String::new() },
-            "endCursor": if offset < end { encode_cursor(end) } else { String::new() },
-            "hasNextPage": end < total,
+            "endCursor": end_cursor,
+            "hasNextPage": has_next,
             "hasPreviousPage": offset > 0,
             "globalCount": total,
         }

@@ -103,6 +103,22 @@ pub struct OpenCtiConfig {
     pub dissemination_assurance: bool,
     /// Removal grace period of the expiry manager (the platform's default is 24 h).
     pub removal_grace: Duration,
+    /// Truncated `indicators` listings at start (changeable through `/_sandbox/listing`).
+    pub listing: ListingFaults,
+}
+
+/// Ways a paged `indicators` listing can come back incomplete, as a busy or buggy platform (or a proxy)
+/// can produce them (`shared/reference/opencti.md` §3: cursors are opaque, `pageInfo.globalCount` is the
+/// total): a client must treat each as an error, never as the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListingFaults {
+    /// From this page on (0 = the first), every page answers the `after` cursor it was asked for as its
+    /// `endCursor` (a repeated cursor) with `hasNextPage: true`.
+    pub repeat_cursor_from_page: Option<usize>,
+    /// The listing ends (`hasNextPage: false`) after this many indicators, while `globalCount` still
+    /// says the full total.
+    pub stop_after: Option<usize>,
 }
 
 impl Default for OpenCtiConfig {
@@ -118,6 +134,7 @@ impl Default for OpenCtiConfig {
             faults: FaultConfig::default(),
             dissemination_assurance: true,
             removal_grace: Duration::from_secs(86_400),
+            listing: ListingFaults::default(),
         }
     }
 }
@@ -151,6 +168,7 @@ pub(crate) struct App {
     pub(crate) counts: RequestCounts,
     pub(crate) churn: Arc<Mutex<ChurnConfig>>,
     pub(crate) churn_changed: Arc<Notify>,
+    pub(crate) listing: Arc<Mutex<ListingFaults>>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connections: Arc<AtomicUsize>,
     pub(crate) seed: u64,
@@ -226,6 +244,7 @@ impl OpenCtiServer {
             counts: counts.clone(),
             churn: Arc::new(Mutex::new(config.churn.clone())),
             churn_changed: Arc::new(Notify::new()),
+            listing: Arc::new(Mutex::new(config.listing.clone())),
             stop: stopped.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
             seed,
