@@ -319,6 +319,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// Engine knobs.
     pub sync: SyncSettings,
+    /// Dissemination assurance (`DEPLOYMENT_*`, `HITS_*`, `SECURITY_PLATFORM_*`).
+    pub assurance: crate::assurance::settings::AssuranceSettings,
 }
 
 /// A configuration error: names the variable or key, the value and what is allowed.
@@ -781,6 +783,49 @@ pub mod settings {
         int(1, 32),
         "Falcon requests in flight, 1–32",
     );
+
+    pub const DEPLOYMENT_REPORTING_ENABLED: Setting = setting(
+        &["DEPLOYMENT_REPORTING_ENABLED"],
+        "deployment.reporting_enabled",
+        Value("true"),
+        BOOL,
+        "report deployments to OpenCTI (dissemination assurance); `false`: no write-back call at all, no reconciliation, no hits",
+    );
+    pub const DEPLOYMENT_RECONCILIATION_INTERVAL: Setting = setting(
+        &["DEPLOYMENT_RECONCILIATION_INTERVAL"],
+        "deployment.reconciliation_interval",
+        Value("60"),
+        int(0, 525_600),
+        "minutes between deployment reconciliations (and hit collections); `0` disables both",
+    );
+    pub const HITS_REPORTING_ENABLED: Setting = setting(
+        &["HITS_REPORTING_ENABLED"],
+        "hits.reporting_enabled",
+        Value("true"),
+        BOOL,
+        "read Falcon alerts and report hits (needs the Alerts: Read scope)",
+    );
+    pub const SECURITY_PLATFORM_NAME: Setting = setting(
+        &["SECURITY_PLATFORM_NAME"],
+        "security_platform.name",
+        Value("CrowdStrike Falcon"),
+        Kind::Text,
+        "name of the Security Platform entity, upserted at start (at least 2 characters)",
+    );
+    pub const SECURITY_PLATFORM_TYPE: Setting = setting(
+        &["SECURITY_PLATFORM_TYPE"],
+        "security_platform.type",
+        Value("EDR"),
+        Kind::Text,
+        "its `security_platform_type` (open vocabulary: `EDR`, `XDR`, `SIEM`, …)",
+    );
+    pub const SECURITY_PLATFORM_ID: Setting = setting(
+        &["SECURITY_PLATFORM_ID"],
+        "security_platform.id",
+        Unset("none"),
+        Kind::Text,
+        "id of an existing Security Platform, verified at start, instead of the upsert by name",
+    );
 }
 
 /// Every setting, in documentation order.
@@ -829,6 +874,12 @@ pub const SETTINGS: &[Setting] = {
         IOC_SYNC_WRITE_CHUNK,
         IOC_SYNC_LOOKUP_CHUNK,
         IOC_SYNC_CONCURRENCY,
+        DEPLOYMENT_REPORTING_ENABLED,
+        DEPLOYMENT_RECONCILIATION_INTERVAL,
+        HITS_REPORTING_ENABLED,
+        SECURITY_PLATFORM_NAME,
+        SECURITY_PLATFORM_TYPE,
+        SECURITY_PLATFORM_ID,
     ]
 };
 
@@ -1236,6 +1287,25 @@ impl Config {
             concurrency: s.int(&IOC_SYNC_CONCURRENCY)?.unwrap_or(4),
         };
 
+        // dissemination assurance
+        let platform_name = s
+            .value(&SECURITY_PLATFORM_NAME)
+            .map(|f| f.trimmed().to_string())
+            .unwrap_or_default();
+        if platform_name.chars().count() < 2 {
+            let f = s.value(&SECURITY_PLATFORM_NAME).expect("has a default");
+            return Err(invalid(&f, &Kind::Text));
+        }
+        let minutes: u64 = s.int(&DEPLOYMENT_RECONCILIATION_INTERVAL)?.unwrap_or(60);
+        let assurance = crate::assurance::settings::AssuranceSettings {
+            reporting_enabled: s.bool(&DEPLOYMENT_REPORTING_ENABLED)?,
+            reconciliation_interval: (minutes > 0).then(|| Duration::from_secs(minutes * 60)),
+            hits_enabled: s.bool(&HITS_REPORTING_ENABLED)?,
+            platform_name,
+            platform_type: s.text(&SECURITY_PLATFORM_TYPE),
+            platform_id: s.text(&SECURITY_PLATFORM_ID),
+        };
+
         Ok((
             Config {
                 opencti,
@@ -1243,6 +1313,7 @@ impl Config {
                 crowdstrike,
                 metrics,
                 sync,
+                assurance,
             },
             warnings,
         ))
@@ -1751,9 +1822,51 @@ mod tests {
     }
 
     #[test]
+    fn dissemination_assurance_settings_have_the_upstream_defaults() {
+        let (c, _) = Config::load(&minimal(), None).unwrap();
+        assert_eq!(
+            c.assurance,
+            crate::assurance::settings::AssuranceSettings::default()
+        );
+        assert!(c.assurance.hits_on());
+        let mut env = minimal();
+        env.insert("DEPLOYMENT_RECONCILIATION_INTERVAL".into(), "0".into());
+        env.insert("SECURITY_PLATFORM_ID".into(), "sp-1".into());
+        let (c, _) = Config::load(&env, None).unwrap();
+        assert!(!c.assurance.reconciliation_on() && !c.assurance.hits_on());
+        assert_eq!(c.assurance.platform_id.as_deref(), Some("sp-1"));
+        let (c, _) = Config::load(
+            &minimal(),
+            Some(
+                "deployment:\n  reporting_enabled: false\nsecurity_platform:\n  name: Falcon EU\n",
+            ),
+        )
+        .unwrap();
+        assert!(!c.assurance.reporting_enabled);
+        assert_eq!(c.assurance.platform_name, "Falcon EU");
+        let mut env = minimal();
+        env.insert("SECURITY_PLATFORM_NAME".into(), "X".into());
+        let e = Config::load(&env, None).unwrap_err().to_string();
+        assert!(e.contains("SECURITY_PLATFORM_NAME"), "{e}");
+        let mut env = minimal();
+        env.insert("DEPLOYMENT_RECONCILIATION_INTERVAL".into(), "-1".into());
+        let e = Config::load(&env, None).unwrap_err().to_string();
+        assert!(e.contains("DEPLOYMENT_RECONCILIATION_INTERVAL"), "{e}");
+    }
+
+    #[test]
     fn the_documented_tables_are_the_generated_ones() {
         let doc = include_str!("../../../docs/configuration.md");
-        for section in ["opencti", "connector", "crowdstrike", "metrics", "ioc_sync"] {
+        for section in [
+            "opencti",
+            "connector",
+            "crowdstrike",
+            "metrics",
+            "ioc_sync",
+            "deployment",
+            "hits",
+            "security_platform",
+        ] {
             let table = settings_table(section);
             assert!(
                 doc.contains(&table),

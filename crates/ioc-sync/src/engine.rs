@@ -372,6 +372,12 @@ pub struct Engine<S> {
     dead_letters: DeadLetterFile,
     state_file: Option<StateFile>,
     stats: Arc<Stats>,
+    /// Dissemination assurance: reports after each batch (none: off, or a dry run).
+    assurance: Option<Arc<crate::assurance::runtime::SharedAssurance>>,
+    /// Falcon's reasons for the keys dead-lettered in the batch being written.
+    reasons: std::sync::Mutex<HashMap<IocKey, String>>,
+    /// Keys the batch being written deletes or soft-deletes.
+    withdrawn: std::sync::Mutex<HashSet<IocKey>>,
 }
 
 impl<S: IocStore> Engine<S> {
@@ -394,7 +400,65 @@ impl<S: IocStore> Engine<S> {
             dead_letters,
             state_file,
             stats: Arc::new(Stats::default()),
+            assurance: None,
+            reasons: std::sync::Mutex::new(HashMap::new()),
+            withdrawn: std::sync::Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Reports each written batch to OpenCTI (dissemination assurance).
+    pub(crate) fn with_assurance(
+        mut self,
+        a: Arc<crate::assurance::runtime::SharedAssurance>,
+    ) -> Self {
+        self.assurance = Some(a);
+        self
+    }
+
+    /// The store.
+    pub(crate) fn store_ref(&self) -> &S {
+        &self.store
+    }
+
+    /// The options.
+    pub(crate) fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// One report per indicator of a written batch, queued and delivered within the assurance's
+    /// bound: the owned IOCs are looked up again, so only what Falcon holds is reported. Never fails:
+    /// a failed lookup leaves the batch unreported (the next reconciliation confirms it).
+    async fn report_batch(&self, batch: &Batch) {
+        let reasons = std::mem::take(&mut *self.reasons.lock().expect("reasons lock"));
+        let withdrawn = std::mem::take(&mut *self.withdrawn.lock().expect("withdrawn lock"));
+        let Some(a) = &self.assurance else { return };
+        if self.opts.dry_run {
+            return;
+        }
+        let pending = batch.pending();
+        let keys: Vec<IocKey> = pending
+            .iter()
+            .filter(|p| p.changes.iter().any(|c| c.indicator_id.is_some()))
+            .map(|p| p.key.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let after = match self.lookup_all(&keys).await {
+            Ok((found, _)) => found,
+            Err(e) => {
+                warn!(reason = %chain(&e), "cannot read the written IOCs back; this batch is not reported (reconciliation will)");
+                return;
+            }
+        };
+        let reports = crate::assurance::report::batch_reports(
+            &pending,
+            &after,
+            &reasons,
+            &withdrawn,
+            chrono::Utc::now(),
+        );
+        a.submit(reports).await;
     }
 
     /// The run's counters.
@@ -587,6 +651,8 @@ impl<S: IocStore> Engine<S> {
             return Ok(Flushed::Done);
         }
         let grace = self.opts.shutdown_grace;
+        self.reasons.lock().expect("reasons lock").clear();
+        self.withdrawn.lock().expect("withdrawn lock").clear();
         let mut dead: HashSet<IocKey> = HashSet::new();
         let mut backoff = Duration::from_millis(500);
         let mut shutdown_at: Option<Instant> = shutdown.is_cancelled().then(Instant::now);
@@ -655,6 +721,7 @@ impl<S: IocStore> Engine<S> {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+        self.report_batch(batch).await;
         Stats::add(&self.stats.batches, 1);
         mark_progress();
         metrics::counter!(m::BATCHES, "name" => self.opts.name.clone()).increment(1);
@@ -724,6 +791,16 @@ impl<S: IocStore> Engine<S> {
             self.dead_letter(letters, dead).await?;
         }
         let plan = batch::plan(&pending, &existing, self.opts.permanent_delete);
+        {
+            let mut w = self.withdrawn.lock().expect("withdrawn lock");
+            w.extend(plan.deletes.iter().map(|(_, k, _)| k.clone()));
+            w.extend(
+                plan.updates
+                    .iter()
+                    .filter(|(u, _)| u.soft_delete)
+                    .map(|(u, _)| u.key.clone()),
+            );
+        }
         self.execute(plan, dead).await
     }
 
@@ -787,10 +864,15 @@ impl<S: IocStore> Engine<S> {
                    reason = %l.reason, "[API] Error while processing indicator");
             metrics::counter!(m::DEAD_LETTERS, "name" => self.opts.name.clone(), "operation" => l.operation.clone()).increment(1);
             if let Some(t) = crate::mapping::IocType::from_wire(&l.ioc_type) {
-                dead.insert(IocKey {
+                let key = IocKey {
                     ioc_type: t,
                     value: l.value.clone(),
-                });
+                };
+                self.reasons
+                    .lock()
+                    .expect("reasons lock")
+                    .insert(key.clone(), l.reason.clone());
+                dead.insert(key);
             }
         }
         Stats::add(&self.stats.dead_letters, letters.len() as u64);

@@ -99,6 +99,11 @@ impl FalconStore {
         Fql::eq("created_by", self.owner.as_str()).and(Fql::eq("source", SOURCE))
     }
 
+    /// The SDK client (alerts for dissemination assurance).
+    pub(crate) fn sdk_client(&self) -> &FalconClient {
+        &self.client
+    }
+
     /// Every IOC the connector owns (for reconcile), skipping deleted ones.
     pub(crate) fn list_owned(
         &self,

@@ -59,5 +59,5 @@ pub use engine::Summary;
 pub use error::{BoxError, Error};
 pub use service::{
     CheckResult, DEFAULT_MAX_REMOVALS, ReconcileOptions, ReconcilePlan, ReconcileSummary,
-    RunOptions, check, reconcile, run,
+    RunOptions, check, reconcile, reconcile_deployments, run,
 };

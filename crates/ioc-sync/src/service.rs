@@ -63,13 +63,41 @@ async fn run_until(
     let mut opts = EngineOptions::from_config(config);
     opts.dry_run = options.dry_run;
     opts.until_caught_up = options.until_caught_up;
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         store,
         opts,
         (!options.dry_run).then(|| state_file.clone()),
         DeadLetterFile::new(&config.sync.dead_letter_file),
     );
-    loop {
+    // Dissemination assurance: reports after each batch, reconciliation and hits on their interval
+    // (never in a dry run, never with DEPLOYMENT_REPORTING_ENABLED=false).
+    let assurance = if options.dry_run {
+        None
+    } else {
+        crate::assurance::runtime::Assurance::new(&octi, config.assurance.clone())
+            .map(crate::assurance::runtime::SharedAssurance::new)
+    };
+    if let Some(a) = &assurance {
+        engine = engine.with_assurance(a.clone());
+    }
+    let reconciling = async {
+        match &assurance {
+            Some(a) => {
+                crate::assurance::run::reconcile_loop(
+                    a.clone(),
+                    &engine,
+                    &octi,
+                    &config.sync.state_file,
+                    shutdown,
+                )
+                .await
+            }
+            None => shutdown.cancelled().await,
+        }
+    };
+    tokio::pin!(reconciling);
+    let mut reconciling_done = false;
+    let summary = loop {
         // A dry run writes nothing anywhere: no registration (which can also clear the local file).
         let state = tokio::select! {
             r = async {
@@ -84,7 +112,16 @@ async fn run_until(
         info!(state = %state.to_connector_state(), "resuming from state");
         let mut source = OpenCtiSource::open(&octi, config, state);
         let pinger = OpenCtiPinger::new(octi.clone(), config.connector.id.clone(), None);
-        let end = engine.run(&mut source, &pinger, shutdown).await?;
+        let end = {
+            let run = engine.run(&mut source, &pinger, shutdown);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    r = &mut run => break r?,
+                    _ = &mut reconciling, if !reconciling_done => reconciling_done = true,
+                }
+            }
+        };
         let ended = match end {
             RunEnd::StateReset => {
                 warn!("state reset in OpenCTI: starting a full re-sync");
@@ -97,8 +134,38 @@ async fn run_until(
             RunEnd::CaughtUp => "caught_up",
             RunEnd::SourceEnded => "stream_ended",
         };
-        return Ok(engine.stats().summary(ended));
+        break engine.stats().summary(ended);
+    };
+    if let Some(a) = &assurance {
+        // Exit flush, within the delivery bound.
+        a.lock().await.flush().await;
     }
+    Ok(summary)
+}
+
+/// One dissemination-assurance reconciliation now (and one hit collection), as the run loop does
+/// every `DEPLOYMENT_RECONCILIATION_INTERVAL`: what `--until-caught-up` runs and tests use.
+pub async fn reconcile_deployments(
+    config: &Config,
+) -> Result<crate::assurance::runtime::ReconcileRun, Error> {
+    let engine = Engine::new(
+        FalconStore::new(crate::falcon::client(config)?),
+        EngineOptions::from_config(config),
+        None,
+        DeadLetterFile::new(&config.sync.dead_letter_file),
+    );
+    let octi = opencti::client(config)?;
+    let Some(mut a) = crate::assurance::runtime::Assurance::new(&octi, config.assurance.clone())
+    else {
+        return Ok(crate::assurance::runtime::ReconcileRun {
+            skipped: Some("DEPLOYMENT_REPORTING_ENABLED is false".into()),
+            ..Default::default()
+        });
+    };
+    Ok(
+        crate::assurance::run::reconcile_once(&mut a, &engine, &octi, &config.sync.state_file)
+            .await,
+    )
 }
 
 /// Default of [`ReconcileOptions::max_removals`] (`--max-removals`).

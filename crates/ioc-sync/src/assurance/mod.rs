@@ -15,6 +15,7 @@ pub mod hits;
 pub mod queue;
 pub mod reconcile;
 pub mod report;
+pub(crate) mod run;
 pub mod runtime;
 pub mod settings;
 

@@ -22,11 +22,12 @@ use opencti_client::{Deployment, DeploymentReport, DeploymentStatus};
 
 use super::report::external_id;
 use crate::batch::{ExistingIoc, is_withdrawn, owners_of};
+use crate::mapping::IocKey;
 
 /// The owned IOCs, by owning indicator (STIX id).
 #[derive(Debug, Default)]
 pub struct FalconIndex {
-    by_owner: HashMap<String, Vec<(String, bool)>>,
+    by_owner: HashMap<String, Vec<(String, IocKey, bool)>>,
     iocs: usize,
 }
 
@@ -39,7 +40,7 @@ impl FalconIndex {
             self.by_owner
                 .entry(owner)
                 .or_default()
-                .push((ioc.id.clone(), live));
+                .push((ioc.id.clone(), ioc.key.clone(), live));
         }
     }
 
@@ -48,13 +49,13 @@ impl FalconIndex {
         self.iocs
     }
 
-    fn live(&self, owner: &str) -> Vec<&str> {
+    fn live(&self, owner: &str) -> Vec<(&str, &IocKey)> {
         self.by_owner
             .get(owner)
             .map(|v| {
                 v.iter()
-                    .filter(|(_, l)| *l)
-                    .map(|(id, _)| id.as_str())
+                    .filter(|(_, _, l)| *l)
+                    .map(|(id, k, _)| (id.as_str(), k))
                     .collect()
             })
             .unwrap_or_default()
@@ -70,7 +71,7 @@ pub enum Action {
         /// Indicator STIX id (the owner tag to drop).
         indicator: String,
         /// The live IOCs it owns.
-        ioc_ids: Vec<String>,
+        iocs: Vec<IocKey>,
     },
     /// Read the indicator and push it again ("Deploy again"), then report `deployed` or `failed`.
     Repush {
@@ -143,10 +144,15 @@ impl Reconciler {
         self.counts
     }
 
-    fn report(&self, indicator: &str, status: DeploymentStatus, ids: &[&str]) -> DeploymentReport {
+    fn report(
+        &self,
+        indicator: &str,
+        status: DeploymentStatus,
+        iocs: &[(&str, &IocKey)],
+    ) -> DeploymentReport {
         let mut r = DeploymentReport::new(indicator, status);
         r.last_sync_at = Some(self.run_start);
-        r.external_id = external_id(ids.iter().copied());
+        r.external_id = external_id(iocs.iter().map(|(id, _)| *id));
         if status == DeploymentStatus::Removed {
             r.removed_at = Some(self.run_start);
         }
@@ -196,7 +202,7 @@ impl Reconciler {
                 report: Some(self.report(stix, DeploymentStatus::Removed, &live)),
                 action: Some(Action::Withdraw {
                     indicator: stix.to_owned(),
-                    ioc_ids: live.iter().map(|s| s.to_string()).collect(),
+                    iocs: live.iter().map(|(_, k)| (*k).clone()).collect(),
                 }),
             };
         }
@@ -266,7 +272,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{IocKey, IocType, owner_tag};
+    use crate::mapping::{IocType, owner_tag};
     use serde_json::json;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -328,7 +334,10 @@ mod tests {
             d.action,
             Some(Action::Withdraw {
                 indicator: "indicator--removeme".into(),
-                ioc_ids: vec!["i3".into()]
+                iocs: vec![IocKey {
+                    ioc_type: IocType::Domain,
+                    value: "i3.com".into()
+                }]
             })
         );
         assert_eq!(d.report.unwrap().status, DeploymentStatus::Removed);

@@ -168,13 +168,16 @@ impl ReportBuilder {
 
 /// The reports of a written batch: `pending` its coalesced changes, `after` the owned IOCs as
 /// they are once the batch was written (by key), `dead` the keys whose changes were
-/// dead-lettered, with Falcon's message. An upsert whose IOC is live and owned by the indicator
-/// is deployed; a removal whose IOC is gone, withdrawn, or no longer owned by the indicator is
-/// removed.
+/// dead-lettered, with Falcon's message, `withdrawn` the keys the batch deleted or soft-deleted.
+/// An upsert whose IOC is live and owned by the indicator is deployed; a removal is removed when
+/// the batch withdrew the IOC, or the IOC is still there but no longer owned by the indicator (a
+/// shared value). A removal of an IOC that was never there reports nothing (an indicator that
+/// was never deployed gets no deployment).
 pub fn batch_reports(
     pending: &[&Pending],
     after: &std::collections::HashMap<IocKey, ExistingIoc>,
     dead: &std::collections::HashMap<IocKey, String>,
+    withdrawn: &std::collections::HashSet<IocKey>,
     at: DateTime<Utc>,
 ) -> Vec<DeploymentReport> {
     let mut b = ReportBuilder::new(at);
@@ -196,9 +199,11 @@ pub fn batch_reports(
                     Intent::Upsert(_) => (owned && live).then(|| IocResult::Deployed {
                         ioc_id: now_ioc.map(|e| e.id.clone()).unwrap_or_default(),
                     }),
-                    Intent::Remove { .. } => (!owned || !live).then(|| IocResult::Removed {
-                        ioc_id: now_ioc.map(|e| e.id.clone()),
-                    }),
+                    Intent::Remove { .. } => (withdrawn.contains(&p.key)
+                        || (now_ioc.is_some() && (!owned || !live)))
+                        .then(|| IocResult::Removed {
+                            ioc_id: now_ioc.map(|e| e.id.clone()),
+                        }),
                 }
             };
             match &c.intent {
@@ -378,7 +383,20 @@ mod tests {
         // The second value was refused: the indicator failed; the withdrawn one is removed.
         let mut dead = std::collections::HashMap::new();
         dead.insert(k2.clone(), "Invalid value".to_string());
-        let r = batch_reports(&pending, &after, &dead, at());
+        let r = batch_reports(
+            &pending,
+            &after,
+            &dead,
+            &std::collections::HashSet::new(),
+            at(),
+        );
+        assert_eq!(
+            r.len(),
+            1,
+            "a removal of an IOC that was never there reports nothing"
+        );
+        let withdrawn: std::collections::HashSet<IocKey> = [gone.clone()].into();
+        let r = batch_reports(&pending, &after, &dead, &withdrawn, at());
         assert_eq!(r.len(), 2);
         assert_eq!(
             (r[0].indicator_id.as_str(), r[0].status),
@@ -390,7 +408,13 @@ mod tests {
         );
         // Both written: deployed with both ids.
         after.insert(k2.clone(), existing(&k2, "id-2"));
-        let r = batch_reports(&pending, &after, &std::collections::HashMap::new(), at());
+        let r = batch_reports(
+            &pending,
+            &after,
+            &std::collections::HashMap::new(),
+            &withdrawn,
+            at(),
+        );
         assert_eq!(r[0].status, DeploymentStatus::Deployed);
         assert_eq!(
             r[0].external_id.as_deref().map(|x| x.split(',').count()),

@@ -19,6 +19,7 @@ use super::queue::{DELIVERY_BOUND, Delivery, ReportQueue};
 use super::reconcile::{Action, FalconIndex, ReconcileCounts, Reconciler};
 use super::settings::AssuranceSettings;
 use crate::batch::ExistingIoc;
+use crate::mapping::IocKey;
 
 /// Most owned IOCs read by one reconciliation; beyond, the read counts as truncated (no absence
 /// is decided). Upstream: 1 000 000.
@@ -73,20 +74,20 @@ pub struct ReconcileRun {
 
 /// The Falcon writes a reconciliation needs, supplied by the engine.
 pub trait Writer {
-    /// Withdraws (per `CROWDSTRIKE_PERMANENT_DELETE`) the IOCs `ioc_ids` owned by `indicator`;
-    /// `Ok` once nothing of it is live any more.
+    /// Withdraws (per `CROWDSTRIKE_PERMANENT_DELETE`) the IOCs `iocs` owned by `indicator` (an
+    /// IOC another indicator still owns is kept for it); `Ok` once done.
     fn withdraw(
         &self,
         indicator: &str,
-        ioc_ids: &[String],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+        iocs: &[IocKey],
+    ) -> impl Future<Output = Result<(), String>>;
     /// Pushes an indicator again (read from OpenCTI by its internal id) and answers its report
     /// (`deployed` or `failed`), or `None` when it maps to no IOC.
     fn repush(
         &self,
         indicator: &str,
         standard_id: &str,
-    ) -> impl Future<Output = Result<Option<DeploymentReport>, String>> + Send;
+    ) -> impl Future<Output = Result<Option<DeploymentReport>, String>>;
 }
 
 impl Assurance {
@@ -327,8 +328,8 @@ impl Assurance {
             let decision = rec.decide(&d);
             match decision.action {
                 None => reports.extend(decision.report),
-                Some(Action::Withdraw { indicator, ioc_ids }) => {
-                    match writer.withdraw(&indicator, &ioc_ids).await {
+                Some(Action::Withdraw { indicator, iocs }) => {
+                    match writer.withdraw(&indicator, &iocs).await {
                         Ok(()) => reports.extend(decision.report),
                         Err(why) => {
                             run.withdrawal_failed += 1;
@@ -416,5 +417,48 @@ async fn read_window<'a>(
             }
             _ => return Ok(Some(agg)),
         }
+    }
+}
+
+/// The assurance shared by the engine (stream path) and the reconciliation loop. The engine never
+/// waits for a reconciliation: its reports go to an inbox, delivered by whichever side holds the
+/// assurance next (the engine when it is free, else the reconciliation right after its own batch,
+/// as upstream does).
+#[derive(Debug)]
+pub struct SharedAssurance {
+    inner: tokio::sync::Mutex<Assurance>,
+    inbox: std::sync::Mutex<Vec<DeploymentReport>>,
+}
+
+impl SharedAssurance {
+    /// Shares an assurance.
+    pub fn new(a: Assurance) -> std::sync::Arc<SharedAssurance> {
+        std::sync::Arc::new(SharedAssurance {
+            inner: tokio::sync::Mutex::new(a),
+            inbox: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn drain(&self) -> Vec<DeploymentReport> {
+        std::mem::take(&mut *self.inbox.lock().expect("inbox lock"))
+    }
+
+    /// Queues reports and, unless a reconciliation holds the assurance, delivers the queue
+    /// within the delivery bound.
+    pub async fn submit(&self, reports: Vec<DeploymentReport>) {
+        self.inbox.lock().expect("inbox lock").extend(reports);
+        if let Ok(mut a) = self.inner.try_lock() {
+            let r = self.drain();
+            a.push(r);
+            a.flush().await;
+        }
+    }
+
+    /// The assurance, with the inbox moved into its queue.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, Assurance> {
+        let mut a = self.inner.lock().await;
+        let r = self.drain();
+        a.push(r);
+        a
     }
 }
