@@ -113,7 +113,12 @@ pub async fn falcon_iocs(
         .collect())
 }
 
-async fn falcon_requests(http: &reqwest::Client, info: &SandboxInfo) -> anyhow::Result<(u64, u64)> {
+/// The Falcon sandbox's request counts: the total and the sum over the routes `keep` selects.
+async fn request_counts(
+    http: &reqwest::Client,
+    info: &SandboxInfo,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<(u64, u64)> {
     let v: serde_json::Value = http
         .get(format!("{}/_sandbox/requests", info.falcon_url))
         .send()
@@ -122,32 +127,27 @@ async fn falcon_requests(http: &reqwest::Client, info: &SandboxInfo) -> anyhow::
         .json()
         .await?;
     let total = v["total"].as_u64().unwrap_or(0);
-    let ioc: u64 = v["routes"]
+    let kept: u64 = v["routes"]
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(k, _)| k.contains("/iocs/"))
+        .filter(|(k, _)| keep(k))
         .map(|(_, n)| n.as_u64().unwrap_or(0))
         .sum();
-    Ok((total, ioc))
+    Ok((total, kept))
+}
+
+async fn falcon_requests(http: &reqwest::Client, info: &SandboxInfo) -> anyhow::Result<(u64, u64)> {
+    request_counts(http, info, |k| k.contains("/iocs/")).await
 }
 
 /// IOC write requests (create, update, delete) the sandbox has answered so far.
 async fn ioc_writes(http: &reqwest::Client, info: &SandboxInfo) -> anyhow::Result<u64> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/requests", info.falcon_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(v["routes"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| k.ends_with("/iocs/entities/indicators/v1") && !k.starts_with("GET "))
-        .map(|(_, n)| n.as_u64().unwrap_or(0))
-        .sum())
+    let (_, writes) = request_counts(http, info, |k| {
+        k.ends_with("/iocs/entities/indicators/v1") && !k.starts_with("GET ")
+    })
+    .await?;
+    Ok(writes)
 }
 
 /// Polls the sandbox every 10 ms until `stop`; returns when the last IOC write request was seen
