@@ -159,7 +159,7 @@ pub trait IocStore: Send + Sync {
 
 /// Engine settings (from [`crate::config::Config`] plus command-line flags).
 #[derive(Debug, Clone)]
-pub struct EngineOptions {
+pub(crate) struct EngineOptions {
     /// Connector name (the `name` metric label).
     pub name: String,
     /// Mapping settings.
@@ -190,7 +190,7 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     /// From the configuration.
-    pub fn from_config(c: &crate::config::Config) -> EngineOptions {
+    pub(crate) fn from_config(c: &crate::config::Config) -> EngineOptions {
         let rpm = (f64::from(c.crowdstrike.rate_limit_per_minute) * c.crowdstrike.rate_limit_share)
             .floor();
         EngineOptions {
@@ -213,7 +213,7 @@ impl EngineOptions {
 
 /// Counters of one run (also exported as metrics).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Stream events read (including heartbeats).
     pub events: AtomicU64,
     /// Data events (create/update/delete/merge).
@@ -291,7 +291,7 @@ impl Stats {
     }
 
     /// A snapshot.
-    pub fn summary(&self, ended: &str) -> Summary {
+    pub(crate) fn summary(&self, ended: &str) -> Summary {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Summary {
             events: g(&self.events),
@@ -320,7 +320,7 @@ impl Stats {
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// Shutdown was requested (SIGTERM/SIGINT): the batch in flight was written (or, past the grace
     /// period, left for a replay), state saved and pinged.
     Shutdown,
@@ -365,7 +365,7 @@ enum Flushed {
 }
 
 /// The sync engine.
-pub struct Engine<S> {
+pub(crate) struct Engine<S> {
     store: S,
     opts: EngineOptions,
     limiter: DefaultDirectRateLimiter,

@@ -276,6 +276,17 @@ fn harness_in(o: EngineOptions, dir: tempfile::TempDir, dead: &str) -> Harness {
 }
 
 impl Harness {
+    /// Runs the engine over `events` to the end of the source; returns how it ended and the source.
+    async fn run_to_end(&self, events: Vec<SourceEvent>) -> (RunEnd, Script) {
+        let mut src = Script::new(events, true);
+        let end = self
+            .engine
+            .run(&mut src, &self.pinger, &CancellationToken::new())
+            .await
+            .unwrap();
+        (end, src)
+    }
+
     fn letters(&self) -> Vec<Value> {
         match std::fs::read_to_string(self.dir.path().join("dead.jsonl")) {
             Ok(t) => t
@@ -290,6 +301,17 @@ impl Harness {
         let v: Value = serde_json::from_str(&t).unwrap();
         v["start_from"].as_str().map(str::to_string)
     }
+}
+
+/// A token cancelled after `after` (paused time).
+fn cancel_after(after: Duration) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        t.cancel();
+    });
+    token
 }
 
 fn connected(last: Option<&str>) -> SourceEvent {
@@ -339,13 +361,7 @@ async fn shutdown_during_backoff_writes_within_grace_and_saves_state() {
     // Three 503s, then Falcon recovers.
     *h.fake.lookup_errors.lock().unwrap() = vec![Some(503), Some(503), Some(503)].into();
     let mut src = Script::new(vec![connected(None), create("5-0", "a.example")], false);
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        // During the first backoff (the batch window is 500 ms, the first backoff 500 ms).
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        t.cancel();
-    });
+    let token = cancel_after(Duration::from_millis(800));
     let end = h.engine.run(&mut src, &h.pinger, &token).await.unwrap();
     assert_eq!(end, RunEnd::Shutdown);
     assert!(h.fake.has("a.example"), "written within the grace period");
@@ -359,12 +375,7 @@ async fn shutdown_under_permanent_5xx_gives_up_after_grace_without_ack() {
     let h = harness(opts());
     *h.fake.lookup_always.lock().unwrap() = Some(503);
     let mut src = Script::new(vec![connected(None), create("5-0", "a.example")], false);
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        t.cancel();
-    });
+    let token = cancel_after(Duration::from_secs(3));
     let start = Instant::now();
     let end = h.engine.run(&mut src, &h.pinger, &token).await.unwrap();
     assert_eq!(end, RunEnd::Shutdown);
@@ -390,12 +401,7 @@ async fn an_in_flight_request_cannot_outlive_the_grace_period() {
     let h = harness(opts());
     h.fake.lookup_hangs.store(true, Ordering::Relaxed);
     let mut src = Script::new(vec![connected(None), create("5-0", "a.example")], false);
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        t.cancel();
-    });
+    let token = cancel_after(Duration::from_secs(2));
     let start = Instant::now();
     let end = h.engine.run(&mut src, &h.pinger, &token).await.unwrap();
     assert_eq!(end, RunEnd::Shutdown);
@@ -418,19 +424,13 @@ async fn a_refused_lookup_dead_letters_its_changes_and_moves_on() {
     let h = harness(o);
     // 414 URI Too Long on the first lookup, then fine.
     *h.fake.lookup_errors.lock().unwrap() = vec![Some(414)].into();
-    let mut src = Script::new(
-        vec![
+    let (end, _) = h
+        .run_to_end(vec![
             connected(None),
             create("5-0", "a.example"),
             heartbeat("6-0"),
-        ],
-        true,
-    );
-    let end = h
-        .engine
-        .run(&mut src, &h.pinger, &CancellationToken::new())
-        .await
-        .unwrap();
+        ])
+        .await;
     assert_eq!(end, RunEnd::SourceEnded);
     let letters = h.letters();
     assert_eq!(letters.len(), 1, "{letters:?}");
@@ -488,19 +488,13 @@ async fn refused_items_are_dead_lettered_before_their_keys_are_skipped() {
             std::fs::remove_file(&b).unwrap();
         }
     }));
-    let mut src = Script::new(
-        vec![
+    let (end, src) = h
+        .run_to_end(vec![
             connected(None),
             create("5-0", "bad.example"),
             create("6-0", "good.example"),
-        ],
-        true,
-    );
-    let end = h
-        .engine
-        .run(&mut src, &h.pinger, &CancellationToken::new())
-        .await
-        .unwrap();
+        ])
+        .await;
     assert_eq!(end, RunEnd::SourceEnded);
     let text = std::fs::read_to_string(h.dir.path().join("dl/dead.jsonl")).unwrap();
     let letters: Vec<Value> = text
@@ -521,50 +515,30 @@ async fn refused_items_are_dead_lettered_before_their_keys_are_skipped() {
 
 #[tokio::test(start_paused = true)]
 async fn items_neither_written_nor_refused_are_reverified_or_dead_lettered() {
-    let h = harness(opts());
-    // Of three items, #1 is silently stored and #2 silently dropped; a failure names no item.
-    *h.fake.creates.lock().unwrap() = vec![CreateAnswer::Unattributed {
-        silent: vec![1],
-        stored: true,
-    }]
-    .into();
-    let mut src = Script::new(
-        vec![
-            connected(None),
-            create("5-0", "one.example"),
-            create("6-0", "two.example"),
-        ],
-        true,
-    );
-    h.engine
-        .run(&mut src, &h.pinger, &CancellationToken::new())
-        .await
-        .unwrap();
-    assert!(
-        h.letters().is_empty(),
-        "a stored item is verified by a lookup"
-    );
-    assert_eq!(h.engine.stats().summary("").created, 2);
-
-    let h = harness(opts());
-    *h.fake.creates.lock().unwrap() = vec![CreateAnswer::Unattributed {
-        silent: vec![1],
-        stored: false,
-    }]
-    .into();
-    let mut src = Script::new(
-        vec![
-            connected(None),
-            create("5-0", "one.example"),
-            create("6-0", "two.example"),
-        ],
-        true,
-    );
-    h.engine
-        .run(&mut src, &h.pinger, &CancellationToken::new())
-        .await
-        .unwrap();
-    let letters = h.letters();
+    // Of two items, #1 is neither reported written nor refused (stored or not), and a failure names
+    // no item.
+    let run = |stored: bool| async move {
+        let h = harness(opts());
+        *h.fake.creates.lock().unwrap() = vec![CreateAnswer::Unattributed {
+            silent: vec![1],
+            stored,
+        }]
+        .into();
+        let (_, src) = h
+            .run_to_end(vec![
+                connected(None),
+                create("5-0", "one.example"),
+                create("6-0", "two.example"),
+            ])
+            .await;
+        assert_eq!(src.acked.lock().unwrap().as_deref(), Some("6-0"));
+        (h.engine.stats().summary("").created, h.letters())
+    };
+    let (created, letters) = run(true).await;
+    assert!(letters.is_empty(), "a stored item is verified by a lookup");
+    assert_eq!(created, 2);
+    let (created, letters) = run(false).await;
+    assert_eq!(created, 1);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["value"], "two.example");
     let reason = letters[0]["reason"].as_str().unwrap();
@@ -572,8 +546,6 @@ async fn items_neither_written_nor_refused_are_reverified_or_dead_lettered() {
         reason.contains("neither written nor refused") && reason.contains("mystery refusal"),
         "{reason}"
     );
-    assert_eq!(h.engine.stats().summary("").created, 1);
-    assert_eq!(src.acked.lock().unwrap().as_deref(), Some("6-0"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -615,20 +587,14 @@ async fn delete_answers_are_checked_against_the_requested_ids() {
 #[tokio::test(start_paused = true)]
 async fn a_heartbeat_only_stream_moves_the_cursor_without_falcon_requests() {
     let h = harness(opts());
-    let mut src = Script::new(
-        vec![
+    let (end, _) = h
+        .run_to_end(vec![
             connected(Some("1-0")),
             heartbeat("2-0"),
             heartbeat("3-0"),
             heartbeat("4-0"),
-        ],
-        true,
-    );
-    let end = h
-        .engine
-        .run(&mut src, &h.pinger, &CancellationToken::new())
-        .await
-        .unwrap();
+        ])
+        .await;
     assert_eq!(end, RunEnd::SourceEnded);
     assert!(h.fake.calls.lock().unwrap().is_empty(), "no Falcon request");
     assert_eq!(h.saved_cursor().as_deref(), Some("4-0"));

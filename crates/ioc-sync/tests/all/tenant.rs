@@ -6,6 +6,24 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// Runs until caught up, expecting the run to stop with an error (within 60 s, not retrying forever).
+async fn run_fails(config: &ioc_sync::config::Config) -> ioc_sync::Error {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        ioc_sync::run(
+            config,
+            &ioc_sync::RunOptions {
+                until_caught_up: true,
+                ..Default::default()
+            },
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("stops instead of retrying forever")
+    .unwrap_err()
+}
+
 /// A tenant on EU-1, with the simulator also playing the US-1 gateway.
 async fn eu_tenant(indicators: usize) -> sandbox::Sandbox {
     sandbox(indicators, |c| {
@@ -54,20 +72,7 @@ async fn a_tenant_on_another_cloud_syncs_with_the_default_base_url() {
                "score": 85, "platforms": ["windows"]}),
     )
     .await;
-    let e = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        ioc_sync::run(
-            &pinned,
-            &ioc_sync::RunOptions {
-                until_caught_up: true,
-                ..Default::default()
-            },
-            std::future::pending(),
-        ),
-    )
-    .await
-    .expect("stops instead of retrying forever")
-    .unwrap_err();
+    let e = run_fails(&pinned).await;
     assert!(e.is_falcon_auth(), "{e:?}");
     sb.shutdown().await;
 }
@@ -147,20 +152,7 @@ async fn a_read_only_api_client_fails_check_and_stops_the_run() {
         write.detail.contains("IOC Manager: write") && write.detail.contains("403"),
         "{write:?}"
     );
-    let e = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        ioc_sync::run(
-            &config,
-            &ioc_sync::RunOptions {
-                until_caught_up: true,
-                ..Default::default()
-            },
-            std::future::pending(),
-        ),
-    )
-    .await
-    .expect("stops instead of retrying forever")
-    .unwrap_err();
+    let e = run_fails(&config).await;
     assert!(e.is_falcon_auth(), "{e:?}");
     assert!(
         !dir.path().join("dead.jsonl").exists(),
@@ -181,16 +173,7 @@ async fn a_state_file_of_another_stream_is_refused() {
     // Same working directory, another stream: the global one.
     let mut other = e.clone();
     other.insert("CONNECTOR_LIVE_STREAM_ID".into(), "live".into());
-    let err = ioc_sync::run(
-        &config(&other),
-        &ioc_sync::RunOptions {
-            until_caught_up: true,
-            ..Default::default()
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
+    let err = run_fails(&config(&other)).await;
     let msg = err.to_string();
     assert!(
         matches!(err, ioc_sync::Error::StateMismatch { .. }),
