@@ -119,10 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             tracing::info!(summary = %serde_json::to_string(&summary)?, "ioc-sync stopped");
             println!("{}", serde_json::to_string(&summary)?);
             if std::env::var_os("IOC_SYNC_REPORT_PEAK_RSS").is_some() {
-                println!(
-                    "{}",
-                    serde_json::json!({"peak_rss_kb": peak_rss_kb()})
-                );
+                println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
             }
             Ok(exit::OK)
         }
