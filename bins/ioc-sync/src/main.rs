@@ -2,6 +2,7 @@
 //! Python "CrowdStrike Endpoint Security" connector). See `docs/configuration.md` and
 //! `docs/operations.md`.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod exit;
 mod logging;
@@ -58,12 +59,14 @@ enum Command {
     /// that would be written and the skip reasons, one JSON line per indicator.
     Map,
     /// Start the embedded sandbox (simulated OpenCTI + Falcon), sync it until caught up, print a summary.
+    #[cfg(feature = "demo")]
     Demo {
         /// Indicators generated in the simulated OpenCTI.
         #[arg(long, default_value_t = 2000)]
         indicators: usize,
     },
     /// Benchmark an initial sync against the sandbox with Falcon's real 6,000 requests/minute limit.
+    #[cfg(feature = "demo")]
     Bench {
         /// Indicators generated in the simulated OpenCTI.
         #[arg(long, default_value_t = 100_000)]
@@ -133,10 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             tracing::info!(summary = %serde_json::to_string(&summary)?, "ioc-sync stopped");
             println!("{}", serde_json::to_string(&summary)?);
             if std::env::var_os("IOC_SYNC_REPORT_PEAK_RSS").is_some() {
-                println!(
-                    "{}",
-                    serde_json::json!({"peak_rss_kb": demo::peak_rss_kb()})
-                );
+                println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
             }
             Ok(exit::OK)
         }
@@ -215,17 +215,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { indicators } => {
             init_logging_plain("warn");
             demo::demo(indicators).await?;
             Ok(exit::OK)
         }
+        #[cfg(feature = "demo")]
         Command::Bench { indicators } => {
             init_logging_plain("warn");
             demo::bench(indicators).await?;
             Ok(exit::OK)
         }
     }
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in KiB.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Parses a STIX bundle, an array of objects, one object, or JSON lines.
