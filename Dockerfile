@@ -2,7 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin ioc-sync
+# Without the default `demo` feature: the production binary links no simulator.
+RUN cargo build --release --locked -p ioc-sync-bin --no-default-features --bin ioc-sync
 
 FROM debian:bookworm-slim
 RUN apt-get update \

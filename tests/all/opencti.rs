@@ -104,7 +104,7 @@ async fn connector_lifecycle_collection_and_indicator_paging() {
         .expect("collection");
     assert_eq!(coll.id, info.live_stream_id);
     assert!(coll.stream_live);
-    let filters = coll.filters_json().expect("filters");
+    let filters = coll.filters_json().expect("JSON filters").expect("filters");
     let expected: Value = serde_json::from_str(sandbox::opencti::DEFAULT_STREAM_FILTERS).unwrap();
     assert_eq!(filters, expected);
 

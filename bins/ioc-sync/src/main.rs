@@ -2,6 +2,7 @@
 //! Python "CrowdStrike Endpoint Security" connector). See `docs/configuration.md` and
 //! `docs/operations.md`.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod exit;
 mod logging;
@@ -41,9 +42,16 @@ enum Command {
     },
     /// Diff the indicators matching the live stream against the IOCs the connector owns; fix the drift.
     Reconcile {
-        /// Print what would change; change nothing.
+        /// Print what would change; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
+        /// Most IOCs the plan may remove (delete or soft delete) without --yes; above it nothing is
+        /// written and the exit code is 1.
+        #[arg(long, value_name = "N", default_value_t = ioc_sync::DEFAULT_MAX_REMOVALS)]
+        max_removals: usize,
+        /// Confirm a plan that removes more than --max-removals IOCs.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check the configuration and connectivity (OpenCTI, live stream, Falcon), with a verdict for each.
     Check,
@@ -51,12 +59,14 @@ enum Command {
     /// that would be written and the skip reasons, one JSON line per indicator.
     Map,
     /// Start the embedded sandbox (simulated OpenCTI + Falcon), sync it until caught up, print a summary.
+    #[cfg(feature = "demo")]
     Demo {
         /// Indicators generated in the simulated OpenCTI.
         #[arg(long, default_value_t = 2000)]
         indicators: usize,
     },
     /// Benchmark an initial sync against the sandbox with Falcon's real 6,000 requests/minute limit.
+    #[cfg(feature = "demo")]
     Bench {
         /// Indicators generated in the simulated OpenCTI.
         #[arg(long, default_value_t = 100_000)]
@@ -81,12 +91,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!(reason = %format!("{e:#}"), "ioc-sync failed");
             eprintln!("error: {e:#}");
-            let code = if e.downcast_ref::<ioc_sync::config::ConfigError>().is_some() {
-                exit::CONFIG
-            } else {
-                exit::ERROR
-            };
-            code.into()
+            exit::of(&e).into()
         }
     }
 }
@@ -98,27 +103,69 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             until_caught_up,
         } => {
             let config = load_config(cli.config.as_deref())?;
+            // The metrics endpoint is supervised: if it stops, the run winds down and exits 1.
+            let (server_tx, mut server_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
             if config.metrics.enable {
-                metrics_server::start(&config).await?;
+                let server = metrics_server::start(&config).await?;
+                tokio::spawn(async move {
+                    let e = match server.await {
+                        Ok(Ok(())) => anyhow::anyhow!("the metrics endpoint stopped"),
+                        Ok(Err(e)) => e.context("the metrics endpoint failed"),
+                        Err(e) => anyhow::Error::new(e).context("the metrics endpoint panicked"),
+                    };
+                    tracing::error!(reason = %format!("{e:#}"), "stopping the connector");
+                    let _ = server_tx.send(e);
+                });
             }
+            let mut server_failed = None;
+            let shutdown = async {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    r = &mut server_rx => if let Ok(e) = r { server_failed = Some(e) } else { std::future::pending::<()>().await },
+                }
+            };
             let opts = ioc_sync::RunOptions {
                 dry_run,
                 until_caught_up,
             };
-            let summary = ioc_sync::run(&config, &opts, shutdown_signal()).await?;
+            let summary = ioc_sync::run(&config, &opts, shutdown).await;
+            if let Some(e) = server_failed {
+                return Err(e);
+            }
+            let summary = summary?;
             tracing::info!(summary = %serde_json::to_string(&summary)?, "ioc-sync stopped");
             println!("{}", serde_json::to_string(&summary)?);
             if std::env::var_os("IOC_SYNC_REPORT_PEAK_RSS").is_some() {
-                println!(
-                    "{}",
-                    serde_json::json!({"peak_rss_kb": demo::peak_rss_kb()})
-                );
+                println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
             }
             Ok(exit::OK)
         }
-        Command::Reconcile { dry_run } => {
+        Command::Reconcile {
+            dry_run,
+            max_removals,
+            yes,
+        } => {
             let config = load_config(cli.config.as_deref())?;
-            let summary = ioc_sync::reconcile(&config, dry_run).await?;
+            let opts = ioc_sync::ReconcileOptions {
+                dry_run,
+                max_removals,
+                confirmed: yes,
+            };
+            let summary = ioc_sync::reconcile(&config, &opts, |p| {
+                // The plan goes to stderr before anything is written; stdout keeps the JSON summary.
+                eprintln!(
+                    "reconcile plan: {} indicators, {} IOCs wanted, {} owned: {} to create, {} to update, {} to remove, {} unchanged{}",
+                    p.indicators,
+                    p.wanted,
+                    p.owned,
+                    p.creates,
+                    p.updates,
+                    p.removals,
+                    p.unchanged,
+                    if dry_run { " (dry run: nothing is written)" } else { "" }
+                );
+            })
+            .await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(exit::OK)
         }
@@ -168,17 +215,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { indicators } => {
             init_logging_plain("warn");
             demo::demo(indicators).await?;
             Ok(exit::OK)
         }
+        #[cfg(feature = "demo")]
         Command::Bench { indicators } => {
             init_logging_plain("warn");
             demo::bench(indicators).await?;
             Ok(exit::OK)
         }
     }
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in KiB.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Parses a STIX bundle, an array of objects, one object, or JSON lines.
@@ -230,6 +289,9 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     logging::init(&config);
     for w in warnings {
         tracing::warn!("{w}");
+    }
+    for e in config.insecure_settings() {
+        tracing::error!("{e}");
     }
     Ok(config)
 }

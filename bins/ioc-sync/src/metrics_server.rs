@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use tokio::task::JoinHandle;
+
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
@@ -13,8 +15,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// Longest time without progress (a written batch or a heartbeat) before `/healthz` fails.
 pub const STALL_LIMIT_SECS: i64 = 300;
 
-/// Installs the recorder and serves the endpoints in the background.
-pub async fn start(config: &Config) -> anyhow::Result<SocketAddr> {
+/// Installs the recorder and serves the endpoints in the background; the task ends only if the
+/// server fails (the caller supervises it).
+pub async fn start(config: &Config) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
@@ -24,11 +27,13 @@ pub async fn start(config: &Config) -> anyhow::Result<SocketAddr> {
         .await
         .with_context(|| format!("binding the metrics endpoint {addr}"))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router(handle)).await;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router(handle))
+            .await
+            .context("serving /metrics")
     });
     tracing::info!(addr = %bound, "serving /metrics and /healthz");
-    Ok(bound)
+    Ok(task)
 }
 
 fn router(handle: PrometheusHandle) -> Router {

@@ -42,6 +42,14 @@ impl IocAction {
         }
     }
 
+    /// Every action.
+    pub const ALL: [IocAction; 4] = [
+        IocAction::NoAction,
+        IocAction::Allow,
+        IocAction::Detect,
+        IocAction::Prevent,
+    ];
+
     fn parse(s: &str, allowed: &[IocAction]) -> Option<IocAction> {
         let s = s.trim();
         allowed
@@ -82,24 +90,70 @@ impl LogLevel {
     }
 }
 
-/// Where the Falcon API is.
+/// Where the Falcon API is, by FalconPy's rule (`shared/reference/falcon-api.md` §1.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FalconEndpoint {
-    /// A base URL (`CROWDSTRIKE_API_BASE_URL`, default `https://api.crowdstrike.com`).
-    Url(String),
-    /// A cloud (`us-1`, `us-2`, `us-3`, `eu-1`, `us-gov-1`, `us-gov-2`), as `FALCON_CLOUD` accepts.
+    /// Unset, `auto`, or the default US-1 URL `https://api.crowdstrike.com`: log in on US-1 and follow
+    /// the token response's `X-Cs-Region`, as FalconPy (and so the Python connector) does.
+    Auto,
+    /// A cloud name (`us-1`, `us-2`, `us-3`, `eu-1`, `us-gov-1`, `us-gov-2`): that cloud, never moved.
     Cloud(falcon_sdk::Region),
+    /// Any other http(s) URL (proxy, private link, simulator), used as given.
+    Url(String),
 }
 
 impl FalconEndpoint {
-    /// The base URL the SDK should talk to.
+    /// The SDK's [`Cloud`](falcon_sdk::Cloud) for this endpoint.
+    pub fn cloud(&self) -> falcon_sdk::Cloud {
+        match self {
+            FalconEndpoint::Auto => falcon_sdk::Cloud::Auto,
+            FalconEndpoint::Cloud(region) => falcon_sdk::Cloud::from(*region),
+            FalconEndpoint::Url(u) => match url::Url::parse(u) {
+                Ok(u) => falcon_sdk::Cloud::Custom(u),
+                // `Config::load` only builds valid URLs; a hand-built bad one falls back to discovery.
+                Err(_) => falcon_sdk::Cloud::Auto,
+            },
+        }
+    }
+
+    /// The base URL the SDK starts on (US-1 for [`FalconEndpoint::Auto`]).
     pub fn base_url(&self) -> String {
         match self {
+            FalconEndpoint::Auto => falcon_sdk::Region::Us1
+                .base_url()
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             FalconEndpoint::Url(u) => u.trim_end_matches('/').to_string(),
             FalconEndpoint::Cloud(region) => {
                 region.base_url().as_str().trim_end_matches('/').to_string()
             }
         }
+    }
+}
+
+/// `s` with the `user:password@` of a URL replaced by `[REDACTED]@` (for logs and errors).
+pub fn redact_userinfo(s: &str) -> String {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    let rest = &s[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}[REDACTED]@{}", &s[..start], &rest[at + 1..]),
+        None => s.to_string(),
+    }
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -110,7 +164,7 @@ pub struct OpenCtiSettings {
     pub url: String,
     /// `OPENCTI_TOKEN` (required, secret).
     pub token: SecretString,
-    /// `OPENCTI_SSL_VERIFY` (default false, as pycti).
+    /// `OPENCTI_SSL_VERIFY` (default false, as pycti; see [`Config::insecure_settings`]).
     pub ssl_verify: bool,
     /// `OPENCTI_JSON_LOGGING` (default true).
     pub json_logging: bool,
@@ -121,7 +175,7 @@ pub struct OpenCtiSettings {
 impl fmt::Debug for OpenCtiSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenCtiSettings")
-            .field("url", &self.url)
+            .field("url", &redact_userinfo(&self.url))
             .field("token", &"[REDACTED]")
             .field("ssl_verify", &self.ssl_verify)
             .field("json_logging", &self.json_logging)
@@ -170,8 +224,11 @@ pub struct ConnectorSettings {
 /// CrowdStrike Falcon settings (`CROWDSTRIKE_*` or `FALCON_*`, `crowdstrike.*`).
 #[derive(Clone)]
 pub struct CrowdStrikeSettings {
-    /// `CROWDSTRIKE_API_BASE_URL` (default `https://api.crowdstrike.com`) or `FALCON_CLOUD`.
+    /// `CROWDSTRIKE_API_BASE_URL` or `FALCON_CLOUD` (default: [`FalconEndpoint::Auto`]).
     pub endpoint: FalconEndpoint,
+    /// `CROWDSTRIKE_ALLOW_INSECURE_HTTP` (default false): accept a plain `http` URL to a host other
+    /// than loopback.
+    pub allow_insecure_http: bool,
     /// `CROWDSTRIKE_CLIENT_ID` / `FALCON_CLIENT_ID` (required): also the `created_by` of owned IOCs.
     pub client_id: String,
     /// `CROWDSTRIKE_CLIENT_SECRET` / `FALCON_CLIENT_SECRET` (required, secret).
@@ -192,12 +249,16 @@ pub struct CrowdStrikeSettings {
     pub rate_limit_per_minute: u32,
     /// `CROWDSTRIKE_RATE_LIMIT_SHARE` (default 0.8): the share of the limit this connector may use.
     pub rate_limit_share: f64,
+    /// Base URL per cloud, replacing the real hosts (library only, never read from the environment:
+    /// tests point region discovery at simulators with it). Default empty.
+    pub region_urls: Vec<(falcon_sdk::Region, url::Url)>,
 }
 
 impl fmt::Debug for CrowdStrikeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CrowdStrikeSettings")
             .field("endpoint", &self.endpoint)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
             .field("member_cid", &self.member_cid)
@@ -208,6 +269,7 @@ impl fmt::Debug for CrowdStrikeSettings {
             .field("action_on_hash", &self.action_on_hash)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_share", &self.rate_limit_share)
+            .field("region_urls", &self.region_urls)
             .finish()
     }
 }
@@ -257,6 +319,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// Engine knobs.
     pub sync: SyncSettings,
+    /// Dissemination assurance (`DEPLOYMENT_*`, `HITS_*`, `SECURITY_PLATFORM_*`).
+    pub assurance: crate::assurance::settings::AssuranceSettings,
 }
 
 /// A configuration error: names the variable or key, the value and what is allowed.
@@ -286,14 +350,561 @@ pub enum ConfigError {
     Yaml(String),
 }
 
-/// Where one setting is looked up: env names (first wins), yaml key, and whether it is a secret.
-struct Key {
-    env: &'static [&'static str],
-    yaml: &'static str,
+/// How a setting's text is read; also the "expected ..." part of its errors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Free text (trimmed).
+    Text,
+    /// A secret: never quoted in an error, never logged.
+    Secret,
+    /// pydantic's boolean forms, case-insensitive.
+    Bool,
+    /// An integer within bounds.
+    Int {
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// A number within bounds.
+    Float {
+        /// Smallest allowed.
+        min: f64,
+        /// Largest allowed.
+        max: f64,
+    },
+    /// An `http(s)` URL.
+    Url,
+    /// `auto`, a Falcon cloud name or an `http(s)` URL ([`FalconEndpoint`]).
+    Endpoint,
+    /// One of these words, case-insensitive.
+    Choice(&'static [&'static str]),
+    /// Comma-separated (or a YAML list).
+    List,
+    /// `"header:value;header:value"` (values may be credentials: never quoted).
+    Headers,
+    /// An ISO-8601 date, or `no`/`false`/`none`.
+    Date,
+    /// An IP address.
+    Ip,
 }
 
-const fn key(env: &'static [&'static str], yaml: &'static str) -> Key {
-    Key { env, yaml }
+impl Kind {
+    /// What a valid value looks like.
+    pub fn allowed(&self) -> String {
+        match self {
+            Kind::Text | Kind::Secret => "a non-empty value".into(),
+            Kind::Bool => "a boolean (true/false, yes/no, 1/0, on/off)".into(),
+            Kind::Int { min, max } => format!("a number from {min} to {max}"),
+            Kind::Float { min, max } => format!("a number from {min} to {max}"),
+            Kind::Url => "an http(s) URL".into(),
+            Kind::Endpoint => "auto, an http(s) URL such as https://api.crowdstrike.com, or one of us-1, us-2, us-3, eu-1, us-gov-1, us-gov-2".into(),
+            Kind::Choice(c) => format!("{} (any case)", c.join(" | ")),
+            Kind::List => "a comma-separated list".into(),
+            Kind::Headers => "\"header:value;header:value\"".into(),
+            Kind::Date => "an ISO-8601 date (e.g. 2024-04-10T08:00:00Z) or no/false".into(),
+            Kind::Ip => "an IP address such as 0.0.0.0".into(),
+        }
+    }
+
+    fn is_secret(&self) -> bool {
+        matches!(self, Kind::Secret | Kind::Headers)
+    }
+}
+
+/// A setting's default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    /// No default: the setting must be set.
+    Required,
+    /// Unset means "absent"; the text says what that does (documentation only).
+    Unset(&'static str),
+    /// This value, read by the setting's [`Kind`] like any other.
+    Value(&'static str),
+}
+
+/// One setting: where it is read from, its default, how it is parsed, and what it means. [`SETTINGS`]
+/// is the one list from which loading, the recognised `config.yml` keys and the tables of
+/// `docs/configuration.md` ([`settings_table`]) derive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setting {
+    /// Environment variable names; the first set wins.
+    pub env: &'static [&'static str],
+    /// `config.yml` key (`section.key`).
+    pub yaml: &'static str,
+    /// The default.
+    pub default: DefaultValue,
+    /// How the value is read (and whether it is a secret).
+    pub kind: Kind,
+    /// The documentation line.
+    pub meaning: &'static str,
+}
+
+impl Setting {
+    /// Whether the value is a secret (never quoted in errors or logs).
+    pub fn secret(&self) -> bool {
+        self.kind.is_secret()
+    }
+
+    /// The `config.yml` section (`opencti`, `connector`, `crowdstrike`, `metrics`, `ioc_sync`).
+    pub fn section(&self) -> &'static str {
+        self.yaml.split_once('.').map_or(self.yaml, |(s, _)| s)
+    }
+}
+
+const fn setting(
+    env: &'static [&'static str],
+    yaml: &'static str,
+    default: DefaultValue,
+    kind: Kind,
+    meaning: &'static str,
+) -> Setting {
+    Setting {
+        env,
+        yaml,
+        default,
+        kind,
+        meaning,
+    }
+}
+
+const ACTIONS_IP_DOMAIN: &[&str] = &["no_action", "detect"];
+const ACTIONS_HASH: &[&str] = &["no_action", "allow", "detect", "prevent"];
+const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
+const BOOL: Kind = Kind::Bool;
+const fn int(min: u64, max: u64) -> Kind {
+    Kind::Int { min, max }
+}
+use DefaultValue::{Required, Unset, Value};
+
+/// The settings, by name.
+#[allow(missing_docs)]
+pub mod settings {
+    use super::*;
+
+    pub const OPENCTI_URL: Setting = setting(
+        &["OPENCTI_URL"],
+        "opencti.url",
+        Required,
+        Kind::Url,
+        "OpenCTI base URL (http or https); a `user:password@` in it is never logged",
+    );
+    pub const OPENCTI_TOKEN: Setting = setting(
+        &["OPENCTI_TOKEN"],
+        "opencti.token",
+        Required,
+        Kind::Secret,
+        "API token of the connector's user (`ChangeMe` is rejected)",
+    );
+    pub const OPENCTI_SSL_VERIFY: Setting = setting(
+        &["OPENCTI_SSL_VERIFY"],
+        "opencti.ssl_verify",
+        Value("false"),
+        BOOL,
+        "verify TLS certificates (GraphQL and stream), as pycti; `false` with an `https` URL to a host other than loopback logs an ERROR at start-up",
+    );
+    pub const OPENCTI_JSON_LOGGING: Setting = setting(
+        &["OPENCTI_JSON_LOGGING"],
+        "opencti.json_logging",
+        Value("true"),
+        BOOL,
+        "JSON logs in pycti's format; `false` = human-readable",
+    );
+    pub const OPENCTI_CUSTOM_HEADERS: Setting = setting(
+        &["OPENCTI_CUSTOM_HEADERS"],
+        "opencti.custom_headers",
+        Unset("none"),
+        Kind::Headers,
+        "`\"h1:v1;h2:v2\"`, sent on GraphQL requests (not on the stream, as pycti); values are treated as secrets",
+    );
+
+    pub const CONNECTOR_ID: Setting = setting(
+        &["CONNECTOR_ID"],
+        "connector.id",
+        Required,
+        Kind::Text,
+        "connector id (UUID) registered in OpenCTI; keep the Python connector's to resume its state",
+    );
+    pub const CONNECTOR_NAME: Setting = setting(
+        &["CONNECTOR_NAME"],
+        "connector.name",
+        Value("CrowdstrikeEndpointSecurity"),
+        Kind::Text,
+        "display name, logger `name`, metric label `name`",
+    );
+    pub const CONNECTOR_TYPE: Setting = setting(
+        &["CONNECTOR_TYPE"],
+        "connector.type",
+        Value("STREAM"),
+        Kind::Choice(&["STREAM"]),
+        "must be `STREAM` (any case)",
+    );
+    pub const CONNECTOR_SCOPE: Setting = setting(
+        &["CONNECTOR_SCOPE"],
+        "connector.scope",
+        Value("crowdstrike-endpoint-security"),
+        Kind::List,
+        "comma-separated (or a YAML list)",
+    );
+    pub const CONNECTOR_LOG_LEVEL: Setting = setting(
+        &["CONNECTOR_LOG_LEVEL"],
+        "connector.log_level",
+        Value("error"),
+        Kind::Choice(LOG_LEVELS),
+        "`debug`, `info`, `warn`, `warning`, `error`, **any case** (the Python connector rejects `INFO`)",
+    );
+    pub const CONNECTOR_LIVE_STREAM_ID: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_ID"],
+        "connector.live_stream_id",
+        Required,
+        Kind::Text,
+        "live stream (stream collection) id, or `live`",
+    );
+    pub const CONNECTOR_LIVE_STREAM_LISTEN_DELETE: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_LISTEN_DELETE"],
+        "connector.live_stream_listen_delete",
+        Value("true"),
+        BOOL,
+        "receive delete events",
+    );
+    pub const CONNECTOR_LIVE_STREAM_NO_DEPENDENCIES: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_NO_DEPENDENCIES"],
+        "connector.live_stream_no_dependencies",
+        Value("true"),
+        BOOL,
+        "do not receive relationships/dependencies",
+    );
+    pub const CONNECTOR_LIVE_STREAM_WITH_INFERENCES: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_WITH_INFERENCES"],
+        "connector.live_stream_with_inferences",
+        Value("false"),
+        BOOL,
+        "receive inferred entities (and have `reconcile` include inferred indicators)",
+    );
+    pub const CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE"],
+        "connector.live_stream_recover_iso_date",
+        Unset("now, on the first run"),
+        Kind::Date,
+        "first-run recovery date (ISO 8601); `no`/`false`/`none` disables the initial snapshot",
+    );
+    pub const CONNECTOR_LIVE_STREAM_START_TIMESTAMP: Setting = setting(
+        &["CONNECTOR_LIVE_STREAM_START_TIMESTAMP"],
+        "connector.live_stream_start_timestamp",
+        Unset("`0`"),
+        int(0, u64::MAX),
+        "first-run start position, epoch milliseconds (`-0` is appended)",
+    );
+    pub const CONNECTOR_AUTO: Setting = setting(
+        &["CONNECTOR_AUTO"],
+        "connector.auto",
+        Value("false"),
+        BOOL,
+        "echoed into the registration",
+    );
+    pub const CONNECTOR_ONLY_CONTEXTUAL: Setting = setting(
+        &["CONNECTOR_ONLY_CONTEXTUAL"],
+        "connector.only_contextual",
+        Value("false"),
+        BOOL,
+        "echoed into the registration",
+    );
+
+    pub const CROWDSTRIKE_API_BASE_URL: Setting = setting(
+        &["CROWDSTRIKE_API_BASE_URL"],
+        "crowdstrike.api_base_url",
+        Value("https://api.crowdstrike.com"),
+        Kind::Endpoint,
+        "unset, `auto` or `https://api.crowdstrike.com`: log in on US-1 and follow `X-Cs-Region` (FalconPy's rule, below); a cloud name (`us-1`, `us-2`, `us-3`, `eu-1`, `us-gov-1`, `us-gov-2`; case, `-` and `_` do not matter) pins that cloud; any other http(s) URL is used as given",
+    );
+    pub const CROWDSTRIKE_CLOUD: Setting = setting(
+        &["FALCON_CLOUD", "CROWDSTRIKE_CLOUD"],
+        "crowdstrike.cloud",
+        Unset("—"),
+        Kind::Endpoint,
+        "`auto`, cloud name or URL, read the same way (used when `CROWDSTRIKE_API_BASE_URL` is not set)",
+    );
+    pub const CROWDSTRIKE_ALLOW_INSECURE_HTTP: Setting = setting(
+        &["CROWDSTRIKE_ALLOW_INSECURE_HTTP"],
+        "crowdstrike.allow_insecure_http",
+        Value("false"),
+        BOOL,
+        "accept a plain `http` Falcon URL to a host other than loopback (the client secret then travels in clear); new",
+    );
+    pub const CROWDSTRIKE_CLIENT_ID: Setting = setting(
+        &["CROWDSTRIKE_CLIENT_ID", "FALCON_CLIENT_ID"],
+        "crowdstrike.client_id",
+        Required,
+        Kind::Text,
+        "API client id; also the `created_by` of the IOCs the connector owns",
+    );
+    pub const CROWDSTRIKE_CLIENT_SECRET: Setting = setting(
+        &["CROWDSTRIKE_CLIENT_SECRET", "FALCON_CLIENT_SECRET"],
+        "crowdstrike.client_secret",
+        Required,
+        Kind::Secret,
+        "API client secret (scopes: IOC Manager read + write)",
+    );
+    pub const CROWDSTRIKE_MEMBER_CID: Setting = setting(
+        &["FALCON_MEMBER_CID", "CROWDSTRIKE_MEMBER_CID"],
+        "crowdstrike.member_cid",
+        Unset("none"),
+        Kind::Text,
+        "Flight Control child CID",
+    );
+    pub const CROWDSTRIKE_PERMANENT_DELETE: Setting = setting(
+        &["CROWDSTRIKE_PERMANENT_DELETE"],
+        "crowdstrike.permanent_delete",
+        Value("false"),
+        BOOL,
+        "`true`: delete IOCs; `false`: soft delete (tag `TO_DELETE`, action `no_action`)",
+    );
+    pub const CROWDSTRIKE_FALCON_FOR_MOBILE_ACTIVE: Setting = setting(
+        &["CROWDSTRIKE_FALCON_FOR_MOBILE_ACTIVE"],
+        "crowdstrike.falcon_for_mobile_active",
+        Value("false"),
+        BOOL,
+        "allow the `android` and `ios` platforms",
+    );
+    pub const CROWDSTRIKE_ACTION_ON_IP: Setting = setting(
+        &["CROWDSTRIKE_ACTION_ON_IP"],
+        "crowdstrike.action_on_ip",
+        Value("detect"),
+        Kind::Choice(ACTIONS_IP_DOMAIN),
+        "`no_action` \\| `detect` (ipv4, ipv6)",
+    );
+    pub const CROWDSTRIKE_ACTION_ON_DOMAIN: Setting = setting(
+        &["CROWDSTRIKE_ACTION_ON_DOMAIN"],
+        "crowdstrike.action_on_domain",
+        Value("detect"),
+        Kind::Choice(ACTIONS_IP_DOMAIN),
+        "`no_action` \\| `detect`",
+    );
+    pub const CROWDSTRIKE_ACTION_ON_HASH: Setting = setting(
+        &["CROWDSTRIKE_ACTION_ON_HASH"],
+        "crowdstrike.action_on_hash",
+        Value("detect"),
+        Kind::Choice(ACTIONS_HASH),
+        "`no_action` \\| `allow` \\| `detect` \\| `prevent` (sha256, md5)",
+    );
+    pub const CROWDSTRIKE_RATE_LIMIT_PER_MINUTE: Setting = setting(
+        &["CROWDSTRIKE_RATE_LIMIT_PER_MINUTE"],
+        "crowdstrike.rate_limit_per_minute",
+        Value("6000"),
+        int(1, 1_000_000),
+        "the tenant's Falcon API limit (new)",
+    );
+    pub const CROWDSTRIKE_RATE_LIMIT_SHARE: Setting = setting(
+        &["CROWDSTRIKE_RATE_LIMIT_SHARE"],
+        "crowdstrike.rate_limit_share",
+        Value("0.8"),
+        Kind::Float {
+            min: 0.01,
+            max: 1.0,
+        },
+        "share of that limit the connector may use, 0.01–1 (new)",
+    );
+
+    pub const METRICS_ENABLE: Setting = setting(
+        &["METRICS_ENABLE"],
+        "metrics.enable",
+        Value("false"),
+        BOOL,
+        "serve `/metrics` and `/healthz`",
+    );
+    pub const METRICS_PORT: Setting = setting(
+        &["METRICS_PORT"],
+        "metrics.port",
+        Value("9113"),
+        int(0, 65_535),
+        "port",
+    );
+    pub const METRICS_ADDR: Setting = setting(
+        &["METRICS_ADDR"],
+        "metrics.addr",
+        Value("0.0.0.0"),
+        Kind::Ip,
+        "bind address; must be an IP address",
+    );
+
+    pub const IOC_SYNC_BATCH_SIZE: Setting = setting(
+        &["IOC_SYNC_BATCH_SIZE"],
+        "ioc_sync.batch_size",
+        Value("1000"),
+        int(1, 100_000),
+        "most stream events per batch (bounds memory)",
+    );
+    pub const IOC_SYNC_BATCH_WINDOW_MS: Setting = setting(
+        &["IOC_SYNC_BATCH_WINDOW_MS"],
+        "ioc_sync.batch_window_ms",
+        Value("500"),
+        int(1, 60_000),
+        "longest wait for a batch to fill",
+    );
+    pub const IOC_SYNC_STATE_FILE: Setting = setting(
+        &["IOC_SYNC_STATE_FILE"],
+        "ioc_sync.state_file",
+        Value("ioc-sync-state.json"),
+        Kind::Text,
+        "local copy of the stream state, written atomically after each batch",
+    );
+    pub const IOC_SYNC_DEAD_LETTER_FILE: Setting = setting(
+        &["IOC_SYNC_DEAD_LETTER_FILE"],
+        "ioc_sync.dead_letter_file",
+        Value("ioc-sync-dead-letter.jsonl"),
+        Kind::Text,
+        "IOC writes Falcon refused for good (JSON lines)",
+    );
+    pub const IOC_SYNC_PING_INTERVAL_SECS: Setting = setting(
+        &["IOC_SYNC_PING_INTERVAL_SECS"],
+        "ioc_sync.ping_interval_secs",
+        Value("40"),
+        int(1, 40),
+        "state ping to OpenCTI, 1–40 s",
+    );
+    pub const IOC_SYNC_WRITE_CHUNK: Setting = setting(
+        &["IOC_SYNC_WRITE_CHUNK"],
+        "ioc_sync.write_chunk",
+        Value("200"),
+        int(1, 500),
+        "IOCs per create/update request, 1–500",
+    );
+    pub const IOC_SYNC_LOOKUP_CHUNK: Setting = setting(
+        &["IOC_SYNC_LOOKUP_CHUNK"],
+        "ioc_sync.lookup_chunk",
+        Value("200"),
+        int(1, 500),
+        "values per lookup request, 1–500",
+    );
+    pub const IOC_SYNC_CONCURRENCY: Setting = setting(
+        &["IOC_SYNC_CONCURRENCY"],
+        "ioc_sync.concurrency",
+        Value("4"),
+        int(1, 32),
+        "Falcon requests in flight, 1–32",
+    );
+
+    pub const DEPLOYMENT_REPORTING_ENABLED: Setting = setting(
+        &["DEPLOYMENT_REPORTING_ENABLED"],
+        "deployment.reporting_enabled",
+        Value("true"),
+        BOOL,
+        "report deployments to OpenCTI (dissemination assurance); `false`: no write-back call at all, no reconciliation, no hits",
+    );
+    pub const DEPLOYMENT_RECONCILIATION_INTERVAL: Setting = setting(
+        &["DEPLOYMENT_RECONCILIATION_INTERVAL"],
+        "deployment.reconciliation_interval",
+        Value("60"),
+        int(0, 525_600),
+        "minutes between deployment reconciliations (and hit collections); `0` disables both",
+    );
+    pub const HITS_REPORTING_ENABLED: Setting = setting(
+        &["HITS_REPORTING_ENABLED"],
+        "hits.reporting_enabled",
+        Value("true"),
+        BOOL,
+        "read Falcon alerts and report hits (needs the Alerts: Read scope)",
+    );
+    pub const SECURITY_PLATFORM_NAME: Setting = setting(
+        &["SECURITY_PLATFORM_NAME"],
+        "security_platform.name",
+        Value("CrowdStrike Falcon"),
+        Kind::Text,
+        "name of the Security Platform entity, upserted at start (at least 2 characters)",
+    );
+    pub const SECURITY_PLATFORM_TYPE: Setting = setting(
+        &["SECURITY_PLATFORM_TYPE"],
+        "security_platform.type",
+        Value("EDR"),
+        Kind::Text,
+        "its `security_platform_type` (open vocabulary: `EDR`, `XDR`, `SIEM`, …)",
+    );
+    pub const SECURITY_PLATFORM_ID: Setting = setting(
+        &["SECURITY_PLATFORM_ID"],
+        "security_platform.id",
+        Unset("none"),
+        Kind::Text,
+        "id of an existing Security Platform, verified at start, instead of the upsert by name",
+    );
+}
+
+/// Every setting, in documentation order.
+pub const SETTINGS: &[Setting] = {
+    use settings::*;
+    &[
+        OPENCTI_URL,
+        OPENCTI_TOKEN,
+        OPENCTI_SSL_VERIFY,
+        OPENCTI_JSON_LOGGING,
+        OPENCTI_CUSTOM_HEADERS,
+        CONNECTOR_ID,
+        CONNECTOR_NAME,
+        CONNECTOR_TYPE,
+        CONNECTOR_SCOPE,
+        CONNECTOR_LOG_LEVEL,
+        CONNECTOR_LIVE_STREAM_ID,
+        CONNECTOR_LIVE_STREAM_LISTEN_DELETE,
+        CONNECTOR_LIVE_STREAM_NO_DEPENDENCIES,
+        CONNECTOR_LIVE_STREAM_WITH_INFERENCES,
+        CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE,
+        CONNECTOR_LIVE_STREAM_START_TIMESTAMP,
+        CONNECTOR_AUTO,
+        CONNECTOR_ONLY_CONTEXTUAL,
+        CROWDSTRIKE_API_BASE_URL,
+        CROWDSTRIKE_CLOUD,
+        CROWDSTRIKE_ALLOW_INSECURE_HTTP,
+        CROWDSTRIKE_CLIENT_ID,
+        CROWDSTRIKE_CLIENT_SECRET,
+        CROWDSTRIKE_MEMBER_CID,
+        CROWDSTRIKE_PERMANENT_DELETE,
+        CROWDSTRIKE_FALCON_FOR_MOBILE_ACTIVE,
+        CROWDSTRIKE_ACTION_ON_IP,
+        CROWDSTRIKE_ACTION_ON_DOMAIN,
+        CROWDSTRIKE_ACTION_ON_HASH,
+        CROWDSTRIKE_RATE_LIMIT_PER_MINUTE,
+        CROWDSTRIKE_RATE_LIMIT_SHARE,
+        METRICS_ENABLE,
+        METRICS_PORT,
+        METRICS_ADDR,
+        IOC_SYNC_BATCH_SIZE,
+        IOC_SYNC_BATCH_WINDOW_MS,
+        IOC_SYNC_STATE_FILE,
+        IOC_SYNC_DEAD_LETTER_FILE,
+        IOC_SYNC_PING_INTERVAL_SECS,
+        IOC_SYNC_WRITE_CHUNK,
+        IOC_SYNC_LOOKUP_CHUNK,
+        IOC_SYNC_CONCURRENCY,
+        DEPLOYMENT_REPORTING_ENABLED,
+        DEPLOYMENT_RECONCILIATION_INTERVAL,
+        HITS_REPORTING_ENABLED,
+        SECURITY_PLATFORM_NAME,
+        SECURITY_PLATFORM_TYPE,
+        SECURITY_PLATFORM_ID,
+    ]
+};
+
+/// The Markdown table of one `config.yml` section's settings, as `docs/configuration.md` shows it.
+pub fn settings_table(section: &str) -> String {
+    let mut out =
+        String::from("| Environment | config.yml | Default | Meaning |\n|---|---|---|---|\n");
+    for s in SETTINGS.iter().filter(|s| s.section() == section) {
+        let env = s
+            .env
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let default = match s.default {
+            Required => "**required**".to_string(),
+            Unset(t) => t.to_string(),
+            Value(v) => format!("`{v}`"),
+        };
+        out.push_str(&format!(
+            "| {env} | `{}` | {default} | {} |\n",
+            s.yaml, s.meaning
+        ));
+    }
+    out
 }
 
 /// Settings of older connector versions, of pycti's own metrics and other helper options that this
@@ -325,6 +936,14 @@ pub const IGNORED_KEYS: &[(&str, &str)] = &[
 struct Found {
     value: String,
     origin: String,
+    /// Quoted in errors as `[REDACTED]`.
+    secret: bool,
+}
+
+impl Found {
+    fn trimmed(&self) -> &str {
+        self.value.trim()
+    }
 }
 
 struct Sources<'a> {
@@ -333,61 +952,115 @@ struct Sources<'a> {
 }
 
 impl Sources<'_> {
-    fn get(&self, k: &Key) -> Option<Found> {
-        for name in k.env {
-            if let Some(v) = self.env.get(*name) {
-                return Some(Found {
+    /// The value set for `k` (environment first, then `config.yml`), empty values counting as unset.
+    fn found(&self, k: &Setting) -> Option<Found> {
+        let secret = k.secret();
+        k.env
+            .iter()
+            .find_map(|name| {
+                self.env.get(*name).map(|v| Found {
                     value: v.clone(),
                     origin: format!("environment variable {name}"),
-                });
-            }
-        }
-        self.yaml.get(k.yaml).map(|v| Found {
-            value: v.clone(),
-            origin: format!("config.yml key {}", k.yaml),
+                    secret,
+                })
+            })
+            .or_else(|| {
+                self.yaml.get(k.yaml).map(|v| Found {
+                    value: v.clone(),
+                    origin: format!("config.yml key {}", k.yaml),
+                    secret,
+                })
+            })
+            .filter(|f| !f.value.trim().is_empty())
+    }
+
+    /// The value set for `k`, else its default value.
+    fn value(&self, k: &Setting) -> Option<Found> {
+        self.found(k).or(match k.default {
+            Value(v) => Some(Found {
+                value: v.to_string(),
+                origin: format!("the default of {}", k.env[0]),
+                secret: false,
+            }),
+            Required | Unset(_) => None,
         })
     }
 
-    fn string(&self, k: &Key) -> Option<Found> {
-        self.get(k).filter(|f| !f.value.trim().is_empty())
-    }
-
-    fn required(&self, k: &Key) -> Result<Found, ConfigError> {
-        self.string(k).ok_or(ConfigError::Missing {
+    fn required(&self, k: &Setting) -> Result<Found, ConfigError> {
+        self.found(k).ok_or(ConfigError::Missing {
             env: k.env[0],
             key: k.yaml,
         })
     }
 
-    fn bool(&self, k: &Key, default: bool) -> Result<bool, ConfigError> {
-        match self.string(k) {
-            None => Ok(default),
-            Some(f) => parse_bool(&f.value)
-                .ok_or_else(|| invalid(&f, "a boolean (true/false, yes/no, 1/0, on/off)")),
+    fn text(&self, k: &Setting) -> Option<String> {
+        self.value(k).map(|f| f.trimmed().to_string())
+    }
+
+    fn bool(&self, k: &Setting) -> Result<bool, ConfigError> {
+        match self.value(k) {
+            None => Ok(false),
+            Some(f) => parse_bool(&f.value).ok_or_else(|| invalid(&f, &k.kind)),
         }
     }
 
-    fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
-        &self,
-        k: &Key,
-        default: T,
-        min: T,
-        max: T,
-    ) -> Result<T, ConfigError> {
-        match self.string(k) {
-            None => Ok(default),
-            Some(f) => match f.value.trim().parse::<T>() {
-                Ok(v) if v >= min && v <= max => Ok(v),
-                _ => Err(invalid(&f, &format!("a number from {min} to {max}"))),
-            },
+    fn int<T: TryFrom<u64>>(&self, k: &Setting) -> Result<Option<T>, ConfigError> {
+        let Kind::Int { min, max } = k.kind else {
+            unreachable!("{} is not an integer setting", k.yaml)
+        };
+        let Some(f) = self.value(k) else {
+            return Ok(None);
+        };
+        match f.trimmed().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => {
+                T::try_from(v).map(Some).map_err(|_| invalid(&f, &k.kind))
+            }
+            _ => Err(invalid(&f, &k.kind)),
         }
+    }
+
+    fn float(&self, k: &Setting) -> Result<Option<f64>, ConfigError> {
+        let Kind::Float { min, max } = k.kind else {
+            unreachable!("{} is not a float setting", k.yaml)
+        };
+        let Some(f) = self.value(k) else {
+            return Ok(None);
+        };
+        match f.trimmed().parse::<f64>() {
+            Ok(v) if v >= min && v <= max => Ok(Some(v)),
+            _ => Err(invalid(&f, &k.kind)),
+        }
+    }
+
+    /// The choice (as listed in the table) the value names, case-insensitively.
+    fn choice(&self, k: &Setting) -> Result<Option<&'static str>, ConfigError> {
+        let Kind::Choice(choices) = k.kind else {
+            unreachable!("{} is not a choice setting", k.yaml)
+        };
+        let Some(f) = self.value(k) else {
+            return Ok(None);
+        };
+        choices
+            .iter()
+            .copied()
+            .find(|c| c.eq_ignore_ascii_case(f.trimmed()))
+            .map(Some)
+            .ok_or_else(|| invalid(&f, &k.kind))
     }
 }
 
-fn invalid(f: &Found, allowed: &str) -> ConfigError {
+fn invalid(f: &Found, kind: &Kind) -> ConfigError {
+    invalid_with(f, &kind.allowed())
+}
+
+fn invalid_with(f: &Found, allowed: &str) -> ConfigError {
     ConfigError::Invalid {
         origin: f.origin.clone(),
-        value: f.value.clone(),
+        value: if f.secret {
+            "[REDACTED]".into()
+        } else {
+            redact_userinfo(f.trimmed())
+        },
         allowed: allowed.to_string(),
     }
 }
@@ -403,13 +1076,13 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// Flattens `section: {key: value}` YAML into `section.key -> value` strings.
 fn flatten_yaml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    use serde_yaml_ng::Value as Y;
     let mut out = BTreeMap::new();
     if text.trim().is_empty() {
         return Ok(out);
     }
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
-    let serde_yaml::Value::Mapping(sections) = doc else {
+    let doc: Y = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    let Y::Mapping(sections) = doc else {
         return Err(ConfigError::Yaml(
             "the top level must be a mapping of sections".into(),
         ));
@@ -418,22 +1091,22 @@ fn flatten_yaml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         let Some(section) = section.as_str() else {
             continue;
         };
-        let serde_yaml::Value::Mapping(entries) = body else {
+        let Y::Mapping(entries) = body else {
             continue;
         };
         for (k, v) in entries {
             let Some(k) = k.as_str() else { continue };
             let v = match v {
-                serde_yaml::Value::Null => continue,
-                serde_yaml::Value::Bool(b) => b.to_string(),
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::String(s) => s,
-                serde_yaml::Value::Sequence(items) => items
+                Y::Null => continue,
+                Y::Bool(b) => b.to_string(),
+                Y::Number(n) => n.to_string(),
+                Y::String(s) => s,
+                Y::Sequence(items) => items
                     .iter()
                     .filter_map(|i| match i {
-                        serde_yaml::Value::String(s) => Some(s.clone()),
-                        serde_yaml::Value::Number(n) => Some(n.to_string()),
-                        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+                        Y::String(s) => Some(s.clone()),
+                        Y::Number(n) => Some(n.to_string()),
+                        Y::Bool(b) => Some(b.to_string()),
                         _ => None,
                     })
                     .collect::<Vec<_>>()
@@ -446,50 +1119,6 @@ fn flatten_yaml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     Ok(out)
 }
 
-const RECOGNISED: &[&str] = &[
-    "opencti.url",
-    "opencti.token",
-    "opencti.ssl_verify",
-    "opencti.json_logging",
-    "opencti.custom_headers",
-    "connector.id",
-    "connector.name",
-    "connector.type",
-    "connector.scope",
-    "connector.log_level",
-    "connector.live_stream_id",
-    "connector.live_stream_listen_delete",
-    "connector.live_stream_no_dependencies",
-    "connector.live_stream_with_inferences",
-    "connector.live_stream_recover_iso_date",
-    "connector.live_stream_start_timestamp",
-    "connector.auto",
-    "connector.only_contextual",
-    "crowdstrike.api_base_url",
-    "crowdstrike.cloud",
-    "crowdstrike.client_id",
-    "crowdstrike.client_secret",
-    "crowdstrike.member_cid",
-    "crowdstrike.permanent_delete",
-    "crowdstrike.falcon_for_mobile_active",
-    "crowdstrike.action_on_ip",
-    "crowdstrike.action_on_domain",
-    "crowdstrike.action_on_hash",
-    "crowdstrike.rate_limit_per_minute",
-    "crowdstrike.rate_limit_share",
-    "metrics.enable",
-    "metrics.port",
-    "metrics.addr",
-    "ioc_sync.batch_size",
-    "ioc_sync.batch_window_ms",
-    "ioc_sync.state_file",
-    "ioc_sync.dead_letter_file",
-    "ioc_sync.ping_interval_secs",
-    "ioc_sync.write_chunk",
-    "ioc_sync.lookup_chunk",
-    "ioc_sync.concurrency",
-];
-
 impl Config {
     /// Builds the configuration from the environment map and the text of `config.yml` (if any).
     ///
@@ -498,6 +1127,7 @@ impl Config {
         env: &BTreeMap<String, String>,
         yaml: Option<&str>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
+        use settings::*;
         let yaml = match yaml {
             Some(t) => flatten_yaml(t)?,
             None => BTreeMap::new(),
@@ -516,84 +1146,59 @@ impl Config {
             }
         }
         for k in yaml.keys() {
-            if !RECOGNISED.contains(&k.as_str()) && !IGNORED_KEYS.iter().any(|(_, y)| y == k) {
+            if !SETTINGS.iter().any(|s| s.yaml == k) && !IGNORED_KEYS.iter().any(|(_, y)| y == k) {
                 warnings.push(format!("config.yml key {k} is unknown; ignored"));
             }
         }
         let s = Sources { env, yaml };
 
         // opencti
-        let url = s.required(&key(&["OPENCTI_URL"], "opencti.url"))?;
-        let parsed =
-            url::Url::parse(url.value.trim()).map_err(|_| invalid(&url, "an http(s) URL"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(&url, "an http(s) URL"));
+        let url = s.required(&OPENCTI_URL)?;
+        match url::Url::parse(url.trimmed()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(invalid(&url, &OPENCTI_URL.kind)),
         }
-        let token = s.required(&key(&["OPENCTI_TOKEN"], "opencti.token"))?;
-        if token.value.trim() == "ChangeMe" {
+        let token = s.required(&OPENCTI_TOKEN)?;
+        if token.trimmed() == "ChangeMe" {
             return Err(ConfigError::Invalid {
                 origin: token.origin,
                 value: "ChangeMe".into(),
                 allowed: "the API token of the connector's OpenCTI user".into(),
             });
         }
-        let custom_headers =
-            match s.string(&key(&["OPENCTI_CUSTOM_HEADERS"], "opencti.custom_headers")) {
-                None => Vec::new(),
-                Some(f) => {
-                    let mut out = Vec::new();
-                    for part in f.value.split(';').filter(|p| !p.trim().is_empty()) {
-                        // Header values may be credentials: the error does not quote them.
-                        let (h, v) = part.split_once(':').ok_or_else(|| ConfigError::Invalid {
-                            origin: f.origin.clone(),
-                            value: "[REDACTED]".into(),
-                            allowed: "\"header:value;header:value\"".into(),
-                        })?;
-                        out.push((h.trim().to_string(), v.trim().to_string()));
-                    }
-                    out
+        let custom_headers = match s.found(&OPENCTI_CUSTOM_HEADERS) {
+            None => Vec::new(),
+            Some(f) => {
+                let mut out = Vec::new();
+                for part in f.value.split(';').filter(|p| !p.trim().is_empty()) {
+                    let (h, v) = part
+                        .split_once(':')
+                        .ok_or_else(|| invalid(&f, &OPENCTI_CUSTOM_HEADERS.kind))?;
+                    out.push((h.trim().to_string(), v.trim().to_string()));
                 }
-            };
+                out
+            }
+        };
         let opencti = OpenCtiSettings {
-            url: url.value.trim().trim_end_matches('/').to_string(),
-            token: SecretString::from(token.value.trim().to_string()),
-            ssl_verify: s.bool(&key(&["OPENCTI_SSL_VERIFY"], "opencti.ssl_verify"), false)?,
-            json_logging: s.bool(
-                &key(&["OPENCTI_JSON_LOGGING"], "opencti.json_logging"),
-                true,
-            )?,
+            url: url.trimmed().trim_end_matches('/').to_string(),
+            token: SecretString::from(token.trimmed().to_string()),
+            ssl_verify: s.bool(&OPENCTI_SSL_VERIFY)?,
+            json_logging: s.bool(&OPENCTI_JSON_LOGGING)?,
             custom_headers,
         };
 
         // connector
-        if let Some(t) = s.string(&key(&["CONNECTOR_TYPE"], "connector.type"))
-            && !t.value.trim().eq_ignore_ascii_case("STREAM")
-        {
-            return Err(invalid(&t, "STREAM"));
-        }
-        let log_level = match s.string(&key(&["CONNECTOR_LOG_LEVEL"], "connector.log_level")) {
-            None => LogLevel::Error,
-            Some(f) => match f.value.trim().to_ascii_lowercase().as_str() {
-                "debug" => LogLevel::Debug,
-                "info" => LogLevel::Info,
-                "warn" | "warning" => LogLevel::Warning,
-                "error" => LogLevel::Error,
-                _ => {
-                    return Err(invalid(
-                        &f,
-                        "one of debug, info, warn, warning, error (any case)",
-                    ));
-                }
-            },
+        s.choice(&CONNECTOR_TYPE)?;
+        let log_level = match s.choice(&CONNECTOR_LOG_LEVEL)? {
+            Some("debug") => LogLevel::Debug,
+            Some("info") => LogLevel::Info,
+            Some("warn" | "warning") => LogLevel::Warning,
+            _ => LogLevel::Error,
         };
-        let recover_iso_date = match s.get(&key(
-            &["CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE"],
-            "connector.live_stream_recover_iso_date",
-        )) {
+        let recover_iso_date = match s.found(&CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE) {
             None => None,
-            Some(f) if f.value.trim().is_empty() => None,
             Some(f) => {
-                let v = f.value.trim();
+                let v = f.trimmed();
                 if ["no", "none", "false"].contains(&v.to_ascii_lowercase().as_str()) {
                     Some(None)
                 } else if chrono::DateTime::parse_from_rfc3339(v).is_ok()
@@ -601,264 +1206,104 @@ impl Config {
                 {
                     Some(Some(v.to_string()))
                 } else {
-                    return Err(invalid(
-                        &f,
-                        "an ISO-8601 date (e.g. 2024-04-10T08:00:00Z) or no/false",
-                    ));
+                    return Err(invalid(&f, &CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE.kind));
                 }
             }
         };
-        let start_timestamp = match s.string(&key(
-            &["CONNECTOR_LIVE_STREAM_START_TIMESTAMP"],
-            "connector.live_stream_start_timestamp",
-        )) {
-            None => None,
-            Some(f) => Some(
-                f.value
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| invalid(&f, "an epoch timestamp in milliseconds"))?,
-            ),
-        };
         let connector = ConnectorSettings {
-            id: s
-                .required(&key(&["CONNECTOR_ID"], "connector.id"))?
-                .value
-                .trim()
-                .to_string(),
-            name: s
-                .string(&key(&["CONNECTOR_NAME"], "connector.name"))
-                .map(|f| f.value.trim().to_string())
-                .unwrap_or_else(|| "CrowdstrikeEndpointSecurity".into()),
+            id: s.required(&CONNECTOR_ID)?.trimmed().to_string(),
+            name: s.text(&CONNECTOR_NAME).unwrap_or_default(),
             scope: s
-                .string(&key(&["CONNECTOR_SCOPE"], "connector.scope"))
-                .map(|f| {
-                    f.value
-                        .split(',')
-                        .map(|x| x.trim().to_string())
-                        .filter(|x| !x.is_empty())
-                        .collect()
-                })
-                .unwrap_or_else(|| vec!["crowdstrike-endpoint-security".into()]),
+                .text(&CONNECTOR_SCOPE)
+                .unwrap_or_default()
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
             log_level,
-            live_stream_id: s
-                .required(&key(
-                    &["CONNECTOR_LIVE_STREAM_ID"],
-                    "connector.live_stream_id",
-                ))?
-                .value
-                .trim()
-                .to_string(),
-            listen_delete: s.bool(
-                &key(
-                    &["CONNECTOR_LIVE_STREAM_LISTEN_DELETE"],
-                    "connector.live_stream_listen_delete",
-                ),
-                true,
-            )?,
-            no_dependencies: s.bool(
-                &key(
-                    &["CONNECTOR_LIVE_STREAM_NO_DEPENDENCIES"],
-                    "connector.live_stream_no_dependencies",
-                ),
-                true,
-            )?,
-            with_inferences: s.bool(
-                &key(
-                    &["CONNECTOR_LIVE_STREAM_WITH_INFERENCES"],
-                    "connector.live_stream_with_inferences",
-                ),
-                false,
-            )?,
+            live_stream_id: s.required(&CONNECTOR_LIVE_STREAM_ID)?.trimmed().to_string(),
+            listen_delete: s.bool(&CONNECTOR_LIVE_STREAM_LISTEN_DELETE)?,
+            no_dependencies: s.bool(&CONNECTOR_LIVE_STREAM_NO_DEPENDENCIES)?,
+            with_inferences: s.bool(&CONNECTOR_LIVE_STREAM_WITH_INFERENCES)?,
             recover_iso_date,
-            start_timestamp,
-            auto: s.bool(&key(&["CONNECTOR_AUTO"], "connector.auto"), false)?,
-            only_contextual: s.bool(
-                &key(&["CONNECTOR_ONLY_CONTEXTUAL"], "connector.only_contextual"),
-                false,
-            )?,
+            start_timestamp: s.int(&CONNECTOR_LIVE_STREAM_START_TIMESTAMP)?,
+            auto: s.bool(&CONNECTOR_AUTO)?,
+            only_contextual: s.bool(&CONNECTOR_ONLY_CONTEXTUAL)?,
         };
 
         // crowdstrike
-        let endpoint = match (
-            s.string(&key(
-                &["CROWDSTRIKE_API_BASE_URL"],
-                "crowdstrike.api_base_url",
-            )),
-            s.string(&key(
-                &["FALCON_CLOUD", "CROWDSTRIKE_CLOUD"],
-                "crowdstrike.cloud",
-            )),
-        ) {
-            (Some(f), _) => parse_endpoint(&f)?,
-            (None, Some(f)) => parse_endpoint(&f)?,
-            (None, None) => FalconEndpoint::Url("https://api.crowdstrike.com".into()),
+        let allow_insecure_http = s.bool(&CROWDSTRIKE_ALLOW_INSECURE_HTTP)?;
+        let endpoint = match s
+            .found(&CROWDSTRIKE_API_BASE_URL)
+            .or_else(|| s.found(&CROWDSTRIKE_CLOUD))
+        {
+            Some(f) => parse_endpoint(&f, allow_insecure_http)?,
+            None => FalconEndpoint::Auto,
         };
-        let action =
-            |envs: &'static [&'static str], yaml: &'static str, allowed: &[IocAction]| match s
-                .string(&key(envs, yaml))
-            {
-                None => Ok(IocAction::Detect),
-                Some(f) => IocAction::parse(&f.value, allowed).ok_or_else(|| {
-                    invalid(
-                        &f,
-                        &allowed
-                            .iter()
-                            .map(|a| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" | "),
-                    )
-                }),
-            };
-        let ip_domain = [IocAction::NoAction, IocAction::Detect];
-        let hash = [
-            IocAction::NoAction,
-            IocAction::Allow,
-            IocAction::Detect,
-            IocAction::Prevent,
-        ];
-        let client_secret = s.required(&key(
-            &["CROWDSTRIKE_CLIENT_SECRET", "FALCON_CLIENT_SECRET"],
-            "crowdstrike.client_secret",
-        ))?;
+        let action = |k: &Setting| -> Result<IocAction, ConfigError> {
+            Ok(s.choice(k)?
+                .and_then(|c| IocAction::parse(c, &IocAction::ALL))
+                .unwrap_or(IocAction::Detect))
+        };
+        let client_secret = s.required(&CROWDSTRIKE_CLIENT_SECRET)?;
         let crowdstrike = CrowdStrikeSettings {
             endpoint,
-            client_id: s
-                .required(&key(
-                    &["CROWDSTRIKE_CLIENT_ID", "FALCON_CLIENT_ID"],
-                    "crowdstrike.client_id",
-                ))?
-                .value
-                .trim()
-                .to_string(),
-            client_secret: SecretString::from(client_secret.value.trim().to_string()),
-            member_cid: s
-                .string(&key(
-                    &["FALCON_MEMBER_CID", "CROWDSTRIKE_MEMBER_CID"],
-                    "crowdstrike.member_cid",
-                ))
-                .map(|f| f.value.trim().to_string()),
-            permanent_delete: s.bool(
-                &key(
-                    &["CROWDSTRIKE_PERMANENT_DELETE"],
-                    "crowdstrike.permanent_delete",
-                ),
-                false,
-            )?,
-            falcon_for_mobile_active: s.bool(
-                &key(
-                    &["CROWDSTRIKE_FALCON_FOR_MOBILE_ACTIVE"],
-                    "crowdstrike.falcon_for_mobile_active",
-                ),
-                false,
-            )?,
-            action_on_ip: action(
-                &["CROWDSTRIKE_ACTION_ON_IP"],
-                "crowdstrike.action_on_ip",
-                &ip_domain,
-            )?,
-            action_on_domain: action(
-                &["CROWDSTRIKE_ACTION_ON_DOMAIN"],
-                "crowdstrike.action_on_domain",
-                &ip_domain,
-            )?,
-            action_on_hash: action(
-                &["CROWDSTRIKE_ACTION_ON_HASH"],
-                "crowdstrike.action_on_hash",
-                &hash,
-            )?,
-            rate_limit_per_minute: s.number(
-                &key(
-                    &["CROWDSTRIKE_RATE_LIMIT_PER_MINUTE"],
-                    "crowdstrike.rate_limit_per_minute",
-                ),
-                6000u32,
-                1,
-                1_000_000,
-            )?,
-            rate_limit_share: s.number(
-                &key(
-                    &["CROWDSTRIKE_RATE_LIMIT_SHARE"],
-                    "crowdstrike.rate_limit_share",
-                ),
-                0.8f64,
-                0.01,
-                1.0,
-            )?,
+            allow_insecure_http,
+            client_id: s.required(&CROWDSTRIKE_CLIENT_ID)?.trimmed().to_string(),
+            client_secret: SecretString::from(client_secret.trimmed().to_string()),
+            member_cid: s.text(&CROWDSTRIKE_MEMBER_CID),
+            permanent_delete: s.bool(&CROWDSTRIKE_PERMANENT_DELETE)?,
+            falcon_for_mobile_active: s.bool(&CROWDSTRIKE_FALCON_FOR_MOBILE_ACTIVE)?,
+            action_on_ip: action(&CROWDSTRIKE_ACTION_ON_IP)?,
+            action_on_domain: action(&CROWDSTRIKE_ACTION_ON_DOMAIN)?,
+            action_on_hash: action(&CROWDSTRIKE_ACTION_ON_HASH)?,
+            rate_limit_per_minute: s.int(&CROWDSTRIKE_RATE_LIMIT_PER_MINUTE)?.unwrap_or(6000),
+            rate_limit_share: s.float(&CROWDSTRIKE_RATE_LIMIT_SHARE)?.unwrap_or(0.8),
+            region_urls: Vec::new(),
         };
 
         // metrics
-        let enable = s.bool(&key(&["METRICS_ENABLE"], "metrics.enable"), false)?;
-        let addr = match s.string(&key(&["METRICS_ADDR"], "metrics.addr")) {
+        let addr = match s.value(&METRICS_ADDR) {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(f) => f
-                .value
-                .trim()
+                .trimmed()
                 .parse()
-                .map_err(|_| invalid(&f, "an IP address such as 0.0.0.0"))?,
+                .map_err(|_| invalid(&f, &METRICS_ADDR.kind))?,
         };
         let metrics = MetricsSettings {
-            enable,
-            port: s.number(
-                &key(&["METRICS_PORT"], "metrics.port"),
-                9113u16,
-                0,
-                u16::MAX,
-            )?,
+            enable: s.bool(&METRICS_ENABLE)?,
+            port: s.int(&METRICS_PORT)?.unwrap_or(9113),
             addr,
         };
 
         let sync = SyncSettings {
-            batch_size: s.number(
-                &key(&["IOC_SYNC_BATCH_SIZE"], "ioc_sync.batch_size"),
-                1000usize,
-                1,
-                100_000,
-            )?,
-            batch_window: Duration::from_millis(s.number(
-                &key(&["IOC_SYNC_BATCH_WINDOW_MS"], "ioc_sync.batch_window_ms"),
-                500u64,
-                1,
-                60_000,
-            )?),
-            state_file: s
-                .string(&key(&["IOC_SYNC_STATE_FILE"], "ioc_sync.state_file"))
-                .map(|f| f.value.trim().to_string())
-                .unwrap_or_else(|| "ioc-sync-state.json".into()),
-            dead_letter_file: s
-                .string(&key(
-                    &["IOC_SYNC_DEAD_LETTER_FILE"],
-                    "ioc_sync.dead_letter_file",
-                ))
-                .map(|f| f.value.trim().to_string())
-                .unwrap_or_else(|| "ioc-sync-dead-letter.jsonl".into()),
-            ping_interval: Duration::from_secs(s.number(
-                &key(
-                    &["IOC_SYNC_PING_INTERVAL_SECS"],
-                    "ioc_sync.ping_interval_secs",
-                ),
-                40u64,
-                1,
-                40,
-            )?),
-            write_chunk: s.number(
-                &key(&["IOC_SYNC_WRITE_CHUNK"], "ioc_sync.write_chunk"),
-                200usize,
-                1,
-                500,
-            )?,
-            lookup_chunk: s.number(
-                &key(&["IOC_SYNC_LOOKUP_CHUNK"], "ioc_sync.lookup_chunk"),
-                200usize,
-                1,
-                500,
-            )?,
-            concurrency: s.number(
-                &key(&["IOC_SYNC_CONCURRENCY"], "ioc_sync.concurrency"),
-                4usize,
-                1,
-                32,
-            )?,
+            batch_size: s.int(&IOC_SYNC_BATCH_SIZE)?.unwrap_or(1000),
+            batch_window: Duration::from_millis(s.int(&IOC_SYNC_BATCH_WINDOW_MS)?.unwrap_or(500)),
+            state_file: s.text(&IOC_SYNC_STATE_FILE).unwrap_or_default(),
+            dead_letter_file: s.text(&IOC_SYNC_DEAD_LETTER_FILE).unwrap_or_default(),
+            ping_interval: Duration::from_secs(s.int(&IOC_SYNC_PING_INTERVAL_SECS)?.unwrap_or(40)),
+            write_chunk: s.int(&IOC_SYNC_WRITE_CHUNK)?.unwrap_or(200),
+            lookup_chunk: s.int(&IOC_SYNC_LOOKUP_CHUNK)?.unwrap_or(200),
+            concurrency: s.int(&IOC_SYNC_CONCURRENCY)?.unwrap_or(4),
+        };
+
+        // dissemination assurance
+        let platform_name = s
+            .value(&SECURITY_PLATFORM_NAME)
+            .map(|f| f.trimmed().to_string())
+            .unwrap_or_default();
+        if platform_name.chars().count() < 2 {
+            let f = s.value(&SECURITY_PLATFORM_NAME).expect("has a default");
+            return Err(invalid(&f, &Kind::Text));
+        }
+        let minutes: u64 = s.int(&DEPLOYMENT_RECONCILIATION_INTERVAL)?.unwrap_or(60);
+        let assurance = crate::assurance::settings::AssuranceSettings {
+            reporting_enabled: s.bool(&DEPLOYMENT_REPORTING_ENABLED)?,
+            reconciliation_interval: (minutes > 0).then(|| Duration::from_secs(minutes * 60)),
+            hits_enabled: s.bool(&HITS_REPORTING_ENABLED)?,
+            platform_name,
+            platform_type: s.text(&SECURITY_PLATFORM_TYPE),
+            platform_id: s.text(&SECURITY_PLATFORM_ID),
         };
 
         Ok((
@@ -868,6 +1313,7 @@ impl Config {
                 crowdstrike,
                 metrics,
                 sync,
+                assurance,
             },
             warnings,
         ))
@@ -877,22 +1323,71 @@ impl Config {
     pub fn opencti_token(&self) -> SecretString {
         SecretString::from(self.opencti.token.expose_secret().to_string())
     }
+
+    /// Settings that weaken security and deserve an `error`-level line at start-up: TLS verification
+    /// off (`OPENCTI_SSL_VERIFY=false`, pycti's default) for an `https` OpenCTI URL to a host other
+    /// than loopback, and a plain-http Falcon URL allowed by `CROWDSTRIKE_ALLOW_INSECURE_HTTP`.
+    pub fn insecure_settings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.opencti.ssl_verify
+            && let Ok(u) = url::Url::parse(&self.opencti.url)
+            && u.scheme() == "https"
+            && !is_loopback(&u)
+        {
+            out.push(format!(
+                "OPENCTI_SSL_VERIFY is false: the certificate of {} is not verified, so anyone on the \
+                 network path can read the OpenCTI token and inject or withdraw indicators; set \
+                 OPENCTI_SSL_VERIFY=true",
+                redact_userinfo(&self.opencti.url)
+            ));
+        }
+        if let FalconEndpoint::Url(raw) = &self.crowdstrike.endpoint
+            && let Ok(u) = url::Url::parse(raw)
+            && u.scheme() == "http"
+            && !is_loopback(&u)
+        {
+            out.push(format!(
+                "CROWDSTRIKE_ALLOW_INSECURE_HTTP is true: the Falcon client secret and tokens travel \
+                 in clear text to {}",
+                redact_userinfo(raw)
+            ));
+        }
+        out
+    }
 }
 
-fn parse_endpoint(f: &Found) -> Result<FalconEndpoint, ConfigError> {
-    let v = f.value.trim();
+/// FalconPy's rule (`shared/reference/falcon-api.md` §1.3-1.4): `auto` or the default US-1 URL
+/// autodiscovers, a cloud name pins, any other URL is used as given.
+fn parse_endpoint(f: &Found, allow_insecure_http: bool) -> Result<FalconEndpoint, ConfigError> {
+    let v = f.trimmed();
+    if v.eq_ignore_ascii_case("auto") || v.eq_ignore_ascii_case("autodiscover") {
+        return Ok(FalconEndpoint::Auto);
+    }
     if let Some(region) = falcon_sdk::Region::parse(v) {
         return Ok(FalconEndpoint::Cloud(region));
     }
-    match url::Url::parse(v) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-            Ok(FalconEndpoint::Url(v.to_string()))
-        }
-        _ => Err(invalid(
-            f,
-            "an http(s) URL such as https://api.crowdstrike.com, or one of us-1, us-2, us-3, eu-1, us-gov-1, us-gov-2",
-        )),
+    let u = match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => return Err(invalid(f, &Kind::Endpoint)),
+    };
+    let default_us1 = u.scheme() == "https"
+        && u.host_str() == Some("api.crowdstrike.com")
+        && u.port().is_none()
+        && matches!(u.path(), "" | "/")
+        && u.query().is_none()
+        && u.username().is_empty()
+        && u.password().is_none();
+    if default_us1 {
+        return Ok(FalconEndpoint::Auto);
     }
+    if u.scheme() == "http" && !is_loopback(&u) && !allow_insecure_http {
+        return Err(invalid_with(
+            f,
+            "an https URL (plain http is refused for a host other than loopback unless \
+             CROWDSTRIKE_ALLOW_INSECURE_HTTP is true)",
+        ));
+    }
+    Ok(FalconEndpoint::Url(v.trim_end_matches('/').to_string()))
 }
 
 #[cfg(test)]
@@ -945,10 +1440,8 @@ mod tests {
                 && c.connector.no_dependencies
                 && !c.connector.with_inferences
         );
-        assert_eq!(
-            c.crowdstrike.endpoint.base_url(),
-            "https://api.crowdstrike.com"
-        );
+        assert_eq!(c.crowdstrike.endpoint, FalconEndpoint::Auto);
+        assert_eq!(c.crowdstrike.endpoint.cloud(), falcon_sdk::Cloud::Auto);
         assert!(!c.crowdstrike.permanent_delete && !c.crowdstrike.falcon_for_mobile_active);
         assert_eq!(c.crowdstrike.action_on_ip, IocAction::Detect);
         assert_eq!(c.crowdstrike.action_on_hash, IocAction::Detect);
@@ -988,7 +1481,7 @@ mod tests {
         e.insert("CONNECTOR_LOG_LEVEL".into(), "verbose".into());
         let err = Config::load(&e, None).unwrap_err().to_string();
         assert!(
-            err.contains("CONNECTOR_LOG_LEVEL") && err.contains("debug, info"),
+            err.contains("CONNECTOR_LOG_LEVEL") && err.contains("debug | info"),
             "{err}"
         );
     }
@@ -1000,7 +1493,7 @@ mod tests {
         let err = Config::load(&e, None).unwrap_err().to_string();
         assert_eq!(
             err,
-            "invalid value \"prevent\" for environment variable CROWDSTRIKE_ACTION_ON_IP: expected no_action | detect"
+            "invalid value \"prevent\" for environment variable CROWDSTRIKE_ACTION_ON_IP: expected no_action | detect (any case)"
         );
         let yaml = "crowdstrike:\n  action_on_domain: block\n";
         let err = Config::load(&minimal(), Some(yaml))
@@ -1143,5 +1636,265 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("s3cr3t-value") && !d.contains("tok-123"), "{d}");
         assert!(d.contains("[REDACTED]"));
+    }
+
+    fn endpoint(name: &str, value: &str) -> Result<FalconEndpoint, ConfigError> {
+        let mut e = minimal();
+        e.insert(name.into(), value.into());
+        Config::load(&e, None).map(|(c, _)| c.crowdstrike.endpoint)
+    }
+
+    #[test]
+    fn the_default_url_and_auto_follow_x_cs_region_as_falconpy() {
+        for v in [
+            "https://api.crowdstrike.com",
+            "https://api.crowdstrike.com/",
+            "HTTPS://API.CrowdStrike.com/",
+            "auto",
+            "AUTO",
+        ] {
+            let e = endpoint("CROWDSTRIKE_API_BASE_URL", v).unwrap();
+            assert_eq!(e, FalconEndpoint::Auto, "{v}");
+            assert_eq!(e.cloud(), falcon_sdk::Cloud::Auto, "{v}");
+        }
+        assert_eq!(
+            endpoint("FALCON_CLOUD", "auto").unwrap(),
+            FalconEndpoint::Auto
+        );
+        let yaml = "crowdstrike:\n  api_base_url: https://api.crowdstrike.com\n";
+        let (c, _) = Config::load(&minimal(), Some(yaml)).unwrap();
+        assert_eq!(c.crowdstrike.endpoint.cloud(), falcon_sdk::Cloud::Auto);
+    }
+
+    #[test]
+    fn a_cloud_name_pins_and_another_url_is_used_as_given() {
+        assert_eq!(
+            endpoint("CROWDSTRIKE_API_BASE_URL", "eu-1")
+                .unwrap()
+                .cloud(),
+            falcon_sdk::Cloud::Eu1
+        );
+        assert_eq!(
+            endpoint("CROWDSTRIKE_API_BASE_URL", "us-1")
+                .unwrap()
+                .cloud(),
+            falcon_sdk::Cloud::Us1
+        );
+        assert_eq!(
+            endpoint("FALCON_CLOUD", "usgov2").unwrap().cloud(),
+            falcon_sdk::Cloud::UsGov2
+        );
+        for v in [
+            "https://api.eu-1.crowdstrike.com",
+            "https://api.crowdstrike.com:8443",
+            "https://api.crowdstrike.com/proxy",
+            "http://127.0.0.1:9000/",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+        ] {
+            let e = endpoint("CROWDSTRIKE_API_BASE_URL", v).unwrap();
+            assert!(
+                matches!(e.cloud(), falcon_sdk::Cloud::Custom(_)),
+                "{v}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_falcon_urls_to_other_hosts_need_the_explicit_setting() {
+        let err = endpoint("CROWDSTRIKE_API_BASE_URL", "http://falcon-proxy.corp:8080")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CROWDSTRIKE_API_BASE_URL")
+                && err.contains("CROWDSTRIKE_ALLOW_INSECURE_HTTP"),
+            "{err}"
+        );
+        let mut e = minimal();
+        e.insert(
+            "CROWDSTRIKE_API_BASE_URL".into(),
+            "http://falcon-proxy.corp:8080".into(),
+        );
+        e.insert("CROWDSTRIKE_ALLOW_INSECURE_HTTP".into(), "true".into());
+        let (c, _) = Config::load(&e, None).unwrap();
+        assert!(matches!(
+            c.crowdstrike.endpoint.cloud(),
+            falcon_sdk::Cloud::Custom(_)
+        ));
+        let w = c.insecure_settings();
+        assert!(
+            w.iter()
+                .any(|m| m.contains("CROWDSTRIKE_ALLOW_INSECURE_HTTP")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn unverified_tls_to_a_remote_https_opencti_is_reported() {
+        let load = |url: &str, verify: &str| {
+            let mut e = minimal();
+            e.insert("OPENCTI_URL".into(), url.into());
+            e.insert("OPENCTI_SSL_VERIFY".into(), verify.into());
+            Config::load(&e, None).unwrap().0.insecure_settings()
+        };
+        let w = load("https://opencti.example.com", "false");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("OPENCTI_SSL_VERIFY"), "{w:?}");
+        assert!(load("https://opencti.example.com", "true").is_empty());
+        assert!(load("https://127.0.0.1:8443", "false").is_empty());
+        assert!(load("http://opencti.example.com", "false").is_empty());
+        assert!(
+            Config::load(&minimal(), None)
+                .unwrap()
+                .0
+                .insecure_settings()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn userinfo_never_reaches_an_error_a_warning_or_debug() {
+        let mut e = minimal();
+        e.insert(
+            "OPENCTI_URL".into(),
+            "https://svc:hunter2@opencti.example.com".into(),
+        );
+        let (c, _) = Config::load(&e, None).unwrap();
+        let text = format!("{c:?} {:?}", c.insecure_settings());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("[REDACTED]@opencti.example.com"), "{text}");
+
+        let mut e = minimal();
+        e.insert("OPENCTI_URL".into(), "ftp://svc:hunter2@opencti".into());
+        let err = Config::load(&e, None).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains("hunter2") && text.contains("OPENCTI_URL"),
+            "{text}"
+        );
+
+        let err = endpoint("CROWDSTRIKE_API_BASE_URL", "http://u:hunter2@falcon.corp").unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+
+        assert_eq!(
+            redact_userinfo("https://a:b@h/p@q"),
+            "https://[REDACTED]@h/p@q"
+        );
+        assert_eq!(redact_userinfo("https://h/p"), "https://h/p");
+        assert_eq!(redact_userinfo("not a url"), "not a url");
+    }
+
+    #[test]
+    fn secrets_are_never_quoted_in_errors() {
+        let secret_settings: Vec<_> = SETTINGS.iter().filter(|s| s.secret()).collect();
+        assert!(secret_settings.len() >= 3);
+        assert!(settings::OPENCTI_TOKEN.secret() && settings::CROWDSTRIKE_CLIENT_SECRET.secret());
+    }
+
+    #[test]
+    fn every_setting_is_a_recognised_config_yml_key() {
+        let mut sections: BTreeMap<&str, Vec<&Setting>> = BTreeMap::new();
+        for s in SETTINGS {
+            sections.entry(s.section()).or_default().push(s);
+        }
+        let mut yaml = String::new();
+        for (section, items) in &sections {
+            yaml.push_str(&format!("{section}:\n"));
+            for s in items {
+                let key = s.yaml.split_once('.').unwrap().1;
+                yaml.push_str(&format!("  {key}: null\n"));
+            }
+        }
+        yaml.push_str("opencti:\n  not_a_key: 1\n");
+        // A repeated section is a YAML error; so write the extra key on its own.
+        let (_, w) = Config::load(
+            &minimal(),
+            Some(&yaml.replace("opencti:\n  not_a_key: 1\n", "")),
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let (_, w) = Config::load(&minimal(), Some("ioc_sync:\n  not_a_key: 1\n")).unwrap();
+        assert_eq!(
+            w,
+            vec!["config.yml key ioc_sync.not_a_key is unknown; ignored"]
+        );
+    }
+
+    #[test]
+    fn dissemination_assurance_settings_have_the_upstream_defaults() {
+        let (c, _) = Config::load(&minimal(), None).unwrap();
+        assert_eq!(
+            c.assurance,
+            crate::assurance::settings::AssuranceSettings::default()
+        );
+        assert!(c.assurance.hits_on());
+        let mut env = minimal();
+        env.insert("DEPLOYMENT_RECONCILIATION_INTERVAL".into(), "0".into());
+        env.insert("SECURITY_PLATFORM_ID".into(), "sp-1".into());
+        let (c, _) = Config::load(&env, None).unwrap();
+        assert!(!c.assurance.reconciliation_on() && !c.assurance.hits_on());
+        assert_eq!(c.assurance.platform_id.as_deref(), Some("sp-1"));
+        let (c, _) = Config::load(
+            &minimal(),
+            Some(
+                "deployment:\n  reporting_enabled: false\nsecurity_platform:\n  name: Falcon EU\n",
+            ),
+        )
+        .unwrap();
+        assert!(!c.assurance.reporting_enabled);
+        assert_eq!(c.assurance.platform_name, "Falcon EU");
+        let mut env = minimal();
+        env.insert("SECURITY_PLATFORM_NAME".into(), "X".into());
+        let e = Config::load(&env, None).unwrap_err().to_string();
+        assert!(e.contains("SECURITY_PLATFORM_NAME"), "{e}");
+        let mut env = minimal();
+        env.insert("DEPLOYMENT_RECONCILIATION_INTERVAL".into(), "-1".into());
+        let e = Config::load(&env, None).unwrap_err().to_string();
+        assert!(e.contains("DEPLOYMENT_RECONCILIATION_INTERVAL"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_tables_are_the_generated_ones() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for section in [
+            "opencti",
+            "connector",
+            "crowdstrike",
+            "metrics",
+            "ioc_sync",
+            "deployment",
+            "hits",
+            "security_platform",
+        ] {
+            let table = settings_table(section);
+            assert!(
+                doc.contains(&table),
+                "docs/configuration.md must contain the `{section}` table exactly as generated:\n{table}"
+            );
+        }
+        for s in SETTINGS {
+            if let DefaultValue::Value(v) = s.default {
+                let f = Found {
+                    value: v.into(),
+                    origin: String::new(),
+                    secret: false,
+                };
+                let ok = match s.kind {
+                    Kind::Bool => parse_bool(v).is_some(),
+                    Kind::Int { min, max } => {
+                        v.parse::<u64>().is_ok_and(|n| (min..=max).contains(&n))
+                    }
+                    Kind::Float { min, max } => {
+                        v.parse::<f64>().is_ok_and(|n| n >= min && n <= max)
+                    }
+                    Kind::Choice(c) => c.contains(&v),
+                    Kind::Endpoint => parse_endpoint(&f, false).is_ok(),
+                    Kind::Ip => v.parse::<IpAddr>().is_ok(),
+                    _ => true,
+                };
+                assert!(ok, "the default of {} does not parse", s.yaml);
+            }
+        }
     }
 }

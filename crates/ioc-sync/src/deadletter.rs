@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -33,10 +33,10 @@ pub struct DeadLetter {
 }
 
 /// Append-only JSON-lines writer.
-#[derive(Debug)]
-pub struct DeadLetterFile {
+#[derive(Debug, Clone)]
+pub(crate) struct DeadLetterFile {
     path: PathBuf,
-    lock: Mutex<()>,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DeadLetterFile {
@@ -44,44 +44,63 @@ impl DeadLetterFile {
     pub fn new(path: impl Into<PathBuf>) -> DeadLetterFile {
         DeadLetterFile {
             path: path.into(),
-            lock: Mutex::new(()),
+            lock: Arc::default(),
         }
     }
 
     /// Where it is.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends letters (one line each) and flushes them to disk.
-    pub fn append(&self, letters: &[DeadLetter]) -> std::io::Result<()> {
+    /// Appends letters (one line each) and flushes them to disk (`fsync` of the file, and of its
+    /// directory when the file was created), on the blocking pool.
+    pub async fn append(&self, letters: &[DeadLetter]) -> Result<(), crate::Error> {
         if letters.is_empty() {
             return Ok(());
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
         let mut buf = Vec::new();
         for l in letters {
-            serde_json::to_writer(&mut buf, l).map_err(std::io::Error::other)?;
+            serde_json::to_writer(&mut buf, l).expect("strings and JSON values serialize");
             buf.push(b'\n');
         }
-        f.write_all(&buf)?;
-        f.sync_data()
+        let _guard = self.lock.lock().await;
+        let path = self.path.clone();
+        crate::state::blocking(move || write_lines(&path, &buf))
+            .await
+            .map_err(|source| crate::Error::DeadLetterFile {
+                path: self.path.clone(),
+                source,
+            })
     }
+}
+
+fn write_lines(path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let created = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(buf)?;
+    f.sync_data()?;
+    if created {
+        crate::state::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn appends_json_lines() {
+    #[tokio::test]
+    async fn appends_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let f = DeadLetterFile::new(dir.path().join("dl.jsonl"));
         let l = DeadLetter {
@@ -94,8 +113,8 @@ mod tests {
             reason: "Duplicate type".into(),
             body: None,
         };
-        f.append(std::slice::from_ref(&l)).unwrap();
-        f.append(&[l.clone(), l]).unwrap();
+        f.append(std::slice::from_ref(&l)).await.unwrap();
+        f.append(&[l.clone(), l]).await.unwrap();
         let text = std::fs::read_to_string(f.path()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()

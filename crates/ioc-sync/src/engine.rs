@@ -1,30 +1,42 @@
 //! The sync loop: stream events -> bounded batches -> coalesced changes -> bulk lookup -> paced,
-//! batched writes -> cursor acknowledgement -> state saved (and pinged).
+//! batched writes -> dead letters -> cursor acknowledgement -> state saved (and pinged).
 //!
 //! The engine is generic over where events come from ([`EventSource`]), where IOCs live ([`IocStore`])
-//! and where the state is pinged ([`StatePinger`]); [`crate::falcon::FalconStore`] and
-//! [`crate::opencti::OpenCtiSource`] are the real ones.
+//! and where the state is pinged ([`StatePinger`]); the Falcon and OpenCTI clients are the real ones,
+//! the unit tests below script all three.
 //!
-//! **Invariant:** the cursor is acknowledged (and the state saved) only after every write of the batch
-//! it covers succeeded or was dead-lettered. A transient failure retries the whole batch with backoff
-//! (the lookup makes the retry idempotent), so nothing is lost and nothing is duplicated.
+//! **Invariants.**
+//! - The cursor is acknowledged (and the state saved) only after every change of the batch it covers
+//!   was written, or its dead letter is on disk. A transient failure retries the whole batch with
+//!   backoff (the lookup makes the retry idempotent), so nothing is lost and nothing is duplicated.
+//! - No batch can stop the engine: a request Falcon refuses for good (any non-retryable error but
+//!   an authentication or permission one) dead-letters the changes it carried, and the engine moves on.
+//! - Falcon refusing the credentials or the scope (401 after the token refresh, 403, a token
+//!   request refused) stops the engine with that error after an `error!` line: waiting cannot fix it.
+//! - The state is pinged to OpenCTI every `ping_interval`, also while a batch is retried or waits
+//!   for its backoff.
+//! - Shutdown is level-triggered (a [`CancellationToken`]): once cancelled, the batch in flight gets
+//!   at most `shutdown_grace` (in-flight requests included) to be written; otherwise it is left
+//!   unacknowledged and replayed on restart.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{self, Batch, EventAction, ExistingIoc, IocUpdate, Plan};
+use crate::batch::{self, Batch, ChangeRef, EventAction, ExistingIoc, Intent, IocUpdate, Plan};
 use crate::deadletter::{DeadLetter, DeadLetterFile};
-use crate::error::{BoxError, Error};
+use crate::error::{Error, chain};
 use crate::mapping::{DesiredIoc, IocKey, MappingOptions, SkipReason};
 use crate::metrics as m;
 use crate::state::{StateFile, compare_event_ids, parse_event_id};
@@ -98,12 +110,21 @@ impl StatePinger for NoPing {
 /// One item of a write request that Falcon refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemFailure {
-    /// Index in the request, when Falcon says.
+    /// Index in the request, when the store could match it.
     pub index: Option<usize>,
     /// Type and value, when Falcon says.
     pub key: Option<IocKey>,
     /// Falcon's message.
     pub message: String,
+}
+
+/// What Falcon said about one create or update request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOutcome {
+    /// Indexes (in the request) of the items Falcon reports written.
+    pub written: Vec<usize>,
+    /// The items Falcon refused.
+    pub failed: Vec<ItemFailure>,
 }
 
 /// The IOC side: lookups and writes of owned IOCs. One call = one Falcon request.
@@ -113,18 +134,23 @@ pub trait IocStore: Send + Sync {
         &self,
         keys: &[IocKey],
     ) -> impl Future<Output = Result<Vec<ExistingIoc>, Error>> + Send;
-    /// Creates IOCs; returns the items Falcon refused.
+    /// Splits `keys` into lookups of at most `max` keys that each fit in one request (Falcon's URL
+    /// length limit for a GET). The default splits by count only.
+    fn split_lookup<'k>(&self, keys: &'k [IocKey], max: usize) -> Vec<&'k [IocKey]> {
+        keys.chunks(max.max(1)).collect()
+    }
+    /// Creates IOCs; says which were written and which refused.
     fn create(
         &self,
         items: &[DesiredIoc],
-    ) -> impl Future<Output = Result<Vec<ItemFailure>, Error>> + Send;
-    /// Updates IOCs; returns the items Falcon refused.
+    ) -> impl Future<Output = Result<WriteOutcome, Error>> + Send;
+    /// Updates IOCs; says which were written and which refused.
     fn update(
         &self,
         items: &[IocUpdate],
-    ) -> impl Future<Output = Result<Vec<ItemFailure>, Error>> + Send;
-    /// Deletes IOCs by id.
-    fn delete(&self, ids: &[String]) -> impl Future<Output = Result<(), Error>> + Send;
+    ) -> impl Future<Output = Result<WriteOutcome, Error>> + Send;
+    /// Deletes IOCs by id; returns the ids Falcon reports deleted.
+    fn delete(&self, ids: &[String]) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
     /// `X-RateLimit-Remaining` last seen, if known.
     fn rate_limit_remaining(&self) -> Option<u64> {
         None
@@ -133,7 +159,7 @@ pub trait IocStore: Send + Sync {
 
 /// Engine settings (from [`crate::config::Config`] plus command-line flags).
 #[derive(Debug, Clone)]
-pub struct EngineOptions {
+pub(crate) struct EngineOptions {
     /// Connector name (the `name` metric label).
     pub name: String,
     /// Mapping settings.
@@ -164,7 +190,7 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     /// From the configuration.
-    pub fn from_config(c: &crate::config::Config) -> EngineOptions {
+    pub(crate) fn from_config(c: &crate::config::Config) -> EngineOptions {
         let rpm = (f64::from(c.crowdstrike.rate_limit_per_minute) * c.crowdstrike.rate_limit_share)
             .floor();
         EngineOptions {
@@ -187,7 +213,7 @@ impl EngineOptions {
 
 /// Counters of one run (also exported as metrics).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Stream events read (including heartbeats).
     pub events: AtomicU64,
     /// Data events (create/update/delete/merge).
@@ -265,7 +291,7 @@ impl Stats {
     }
 
     /// A snapshot.
-    pub fn summary(&self, ended: &str) -> Summary {
+    pub(crate) fn summary(&self, ended: &str) -> Summary {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Summary {
             events: g(&self.events),
@@ -294,8 +320,9 @@ impl Stats {
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunEnd {
-    /// Shutdown was requested (SIGTERM/SIGINT): the batch in flight was written, state saved and pinged.
+pub(crate) enum RunEnd {
+    /// Shutdown was requested (SIGTERM/SIGINT): the batch in flight was written (or, past the grace
+    /// period, left for a replay), state saved and pinged.
     Shutdown,
     /// `--until-caught-up` and everything up to the stream's end at connect time is written.
     CaughtUp,
@@ -305,22 +332,61 @@ pub enum RunEnd {
     StateReset,
 }
 
+/// Consecutive failed attempts of one batch after which the retries are logged at `error`.
+const ESCALATE_AFTER: u32 = 3;
+/// Longest backoff between two attempts of a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Ids per delete request (the SDK's ids per query string).
+const DELETE_CHUNK: usize = 200;
+
+/// The state ping timer, shared by the main loop and the retry loop.
+struct Pings {
+    tick: tokio::time::Interval,
+    /// The platform reset the state during a ping.
+    reset: bool,
+}
+
+impl Pings {
+    fn new(every: Duration) -> Pings {
+        let every = every.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Pings { tick, reset: false }
+    }
+}
+
+/// Whether the batch was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Written (or dead-lettered), acknowledged, state saved.
+    Done,
+    /// Shutdown grace over before the batch was written: left unacknowledged for a replay.
+    Abandoned,
+}
+
 /// The sync engine.
-pub struct Engine<S> {
+pub(crate) struct Engine<S> {
     store: S,
     opts: EngineOptions,
     limiter: DefaultDirectRateLimiter,
     dead_letters: DeadLetterFile,
-    state_file: StateFile,
+    state_file: Option<StateFile>,
     stats: Arc<Stats>,
+    /// Dissemination assurance: reports after each batch (none: off, or a dry run).
+    assurance: Option<Arc<crate::assurance::runtime::SharedAssurance>>,
+    /// Falcon's reasons for the keys dead-lettered in the batch being written.
+    reasons: std::sync::Mutex<HashMap<IocKey, String>>,
+    /// Keys the batch being written deletes or soft-deletes.
+    withdrawn: std::sync::Mutex<HashSet<IocKey>>,
 }
 
 impl<S: IocStore> Engine<S> {
-    /// An engine writing to `store`.
-    pub fn new(
+    /// An engine writing to `store`; the state is saved to `state_file` after each batch (none: not
+    /// saved, e.g. `reconcile`).
+    pub(crate) fn new(
         store: S,
         opts: EngineOptions,
-        state_file: StateFile,
+        state_file: Option<StateFile>,
         dead_letters: DeadLetterFile,
     ) -> Engine<S> {
         let rpm = NonZeroU32::new(opts.requests_per_minute.max(1)).expect("max(1)");
@@ -334,22 +400,70 @@ impl<S: IocStore> Engine<S> {
             dead_letters,
             state_file,
             stats: Arc::new(Stats::default()),
+            assurance: None,
+            reasons: std::sync::Mutex::new(HashMap::new()),
+            withdrawn: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
-    /// The run's counters.
-    pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+    /// Reports each written batch to OpenCTI (dissemination assurance).
+    pub(crate) fn with_assurance(
+        mut self,
+        a: Arc<crate::assurance::runtime::SharedAssurance>,
+    ) -> Self {
+        self.assurance = Some(a);
+        self
     }
 
     /// The store.
-    pub fn store(&self) -> &S {
+    pub(crate) fn store_ref(&self) -> &S {
         &self.store
     }
 
     /// The options.
-    pub fn options(&self) -> &EngineOptions {
+    pub(crate) fn options(&self) -> &EngineOptions {
         &self.opts
+    }
+
+    /// One report per indicator of a written batch, queued and delivered within the assurance's
+    /// bound: the owned IOCs are looked up again, so only what Falcon holds is reported. Never fails:
+    /// a failed lookup leaves the batch unreported (the next reconciliation confirms it).
+    async fn report_batch(&self, batch: &Batch) {
+        let reasons = std::mem::take(&mut *self.reasons.lock().expect("reasons lock"));
+        let withdrawn = std::mem::take(&mut *self.withdrawn.lock().expect("withdrawn lock"));
+        let Some(a) = &self.assurance else { return };
+        if self.opts.dry_run {
+            return;
+        }
+        let pending = batch.pending();
+        let keys: Vec<IocKey> = pending
+            .iter()
+            .filter(|p| p.changes.iter().any(|c| c.indicator_id.is_some()))
+            .map(|p| p.key.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let after = match self.lookup_all(&keys).await {
+            Ok((found, _)) => found,
+            Err(e) => {
+                warn!(reason = %chain(&e), "cannot read the written IOCs back; this batch is not reported (reconciliation will)");
+                return;
+            }
+        };
+        let reports = crate::assurance::report::batch_reports(
+            &pending,
+            &after,
+            &reasons,
+            &withdrawn,
+            chrono::Utc::now(),
+        );
+        a.submit(reports).await;
+    }
+
+    /// The run's counters.
+    pub(crate) fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     async fn paced(&self) {
@@ -363,103 +477,66 @@ impl<S: IocStore> Engine<S> {
         .increment(1);
     }
 
-    /// Consumes `source` until shutdown, catch-up or the end of the source.
-    pub async fn run<E: EventSource, P: StatePinger>(
+    /// Consumes `source` until `shutdown` is cancelled, catch-up or the end of the source.
+    pub(crate) async fn run<E: EventSource, P: StatePinger>(
         &self,
         source: &mut E,
         pinger: &P,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: &CancellationToken,
     ) -> Result<RunEnd, Error> {
         let name = self.opts.name.clone();
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut batch = Batch::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut last_ping = Instant::now();
-        let mut target: Option<Option<(u64, u64)>> = None;
-        let recover_ms = recover_ms(&source.state_json());
-        let end;
-        let mut ping_tick = tokio::time::interval(self.opts.ping_interval);
-        ping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping_tick.tick().await;
+        let mut deadline: Option<Instant> = None;
+        let mut caught = CatchUp::new(recover_ms(&source.state_json()));
+        let mut pings = Pings::new(self.opts.ping_interval);
+        // With `--until-caught-up`: when the stream went quiet (no event for a batch window).
+        let mut quiet_at: Option<Instant> = None;
+        let mut abandoned = false;
 
         mark_progress();
         if !self.opts.dry_run && ping_state(pinger, &source.state_json()).await {
             return Ok(RunEnd::StateReset);
         }
-        loop {
+        let end = loop {
             let flush_now;
+            let mut quiet = false;
             tokio::select! {
                 biased;
-                _ = &mut shutdown => {
+                _ = shutdown.cancelled() => {
                     info!("shutdown requested: finishing the batch in flight");
-                    end = RunEnd::Shutdown;
-                    break;
+                    break RunEnd::Shutdown;
                 }
-                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    flush_now = true;
-                }
-                _ = ping_tick.tick() => {
-                    if !self.opts.dry_run && last_ping.elapsed() >= self.opts.ping_interval {
-                        last_ping = Instant::now();
-                        if ping_state(pinger, &source.state_json()).await {
-                            end = RunEnd::StateReset;
-                            break;
-                        }
+                _ = sleep_opt(deadline) => flush_now = true,
+                _ = sleep_opt(quiet_at) => { quiet_at = None; quiet = true; flush_now = true; }
+                _ = pings.tick.tick() => {
+                    if !self.opts.dry_run && ping_state(pinger, &source.state_json()).await {
+                        break RunEnd::StateReset;
                     }
                     continue;
                 }
                 ev = source.next_event() => {
                     match ev {
-                        None => { end = RunEnd::SourceEnded; break; }
+                        None => break RunEnd::SourceEnded,
                         Some(Err(e)) if !e.is_retryable() => {
-                            self.flush(&mut batch, source, &mut shutdown, false).await?;
+                            self.flush(&mut batch, source, pinger, &mut pings, shutdown).await?;
                             return Err(e);
                         }
                         Some(Err(e)) => {
-                            warn!(reason = %format!("{e:#}"), "live stream error; the stream reconnects");
+                            warn!(reason = %chain(&e), "live stream error; the stream reconnects");
+                            // A reconnecting stream is not a quiet one.
+                            quiet_at = None;
                             continue;
                         }
                         Some(Ok(ev)) => {
                             Stats::add(&self.stats.events, 1);
-                            match ev {
-                                SourceEvent::Connected { last_event_id } => {
-                                    if target.is_none() {
-                                        let last = last_event_id.as_deref().and_then(parse_event_id);
-                                        let t = match (last, recover_ms) {
-                                            (Some(a), Some(r)) => Some(a.max((r, 0))),
-                                            (a, r) => a.or(r.map(|r| (r, 0))),
-                                        };
-                                        info!(last_event_id = ?last_event_id, "connected to the live stream");
-                                        target = Some(t);
-                                    }
-                                }
-                                SourceEvent::Heartbeat { id } | SourceEvent::Other { id, .. } => batch.cover(&id),
-                                SourceEvent::Malformed { id, detail } => {
-                                    Stats::add(&self.stats.malformed, 1);
-                                    metrics::counter!(m::MALFORMED_EVENTS, "name" => name.clone()).increment(1);
-                                    self.stats.skip(&name, SkipReason::MalformedEvent, 1);
-                                    warn!(event_id = ?id, reason = %detail, "malformed stream event skipped");
-                                    if let Some(id) = id { batch.cover(&id); }
-                                }
-                                SourceEvent::Data { id, action, stix, context } => {
-                                    Stats::add(&self.stats.data_events, 1);
-                                    metrics::counter!(m::PROCESSED_MESSAGES, "name" => name.clone(), "action" => action.as_str()).increment(1);
-                                    if let Some((ms, _)) = parse_event_id(&id) {
-                                        metrics::gauge!(m::CURRENT_STATE, "name" => name.clone()).set(ms as f64);
-                                    }
-                                    let out = batch::changes_for_event(action, &id, &stix, context.as_ref(), &self.opts.mapping, chrono::Utc::now());
-                                    for s in &out.skipped {
-                                        if s.reason != SkipReason::NotIndicator {
-                                            debug!(event_id = %id, reason = %s.reason, detail = %s.detail, "comparison skipped");
-                                        }
-                                        self.stats.skip(&name, s.reason, 1);
-                                    }
-                                    for c in out.changes { batch.push(c); }
-                                    batch.cover(&id);
-                                }
-                            }
+                            // Only what the stream delivers after connecting shows it flowing.
+                            let arms = !matches!(ev, SourceEvent::Connected { .. });
+                            self.on_event(ev, &mut batch, &mut caught, &name);
                             if deadline.is_none() && !batch.is_empty() {
-                                deadline = Some(tokio::time::Instant::now() + self.opts.batch_window);
+                                deadline = Some(Instant::now() + self.opts.batch_window);
+                            }
+                            if self.opts.until_caught_up && arms && caught.target.is_some() {
+                                quiet_at = Some(Instant::now() + self.opts.batch_window);
                             }
                             flush_now = batch.events >= self.opts.batch_size;
                         }
@@ -468,24 +545,34 @@ impl<S: IocStore> Engine<S> {
             }
             if flush_now {
                 deadline = None;
-                self.flush(&mut batch, source, &mut shutdown, false).await?;
-                if self.opts.until_caught_up
-                    && let Some(t) = target
-                    && caught_up(t, source, &batch)
+                // Silent for a window before this flush (the time spent writing does not count).
+                let quiet = quiet || quiet_at.is_some_and(|q| q <= Instant::now());
+                if self
+                    .flush(&mut batch, source, pinger, &mut pings, shutdown)
+                    .await?
+                    == Flushed::Abandoned
                 {
-                    end = RunEnd::CaughtUp;
-                    break;
+                    abandoned = true;
+                    break RunEnd::Shutdown;
+                }
+                if pings.reset {
+                    break RunEnd::StateReset;
+                }
+                if self.opts.until_caught_up && caught.done(source, &batch, quiet) {
+                    info!(target = ?caught.target, "caught up with the stream");
+                    break RunEnd::CaughtUp;
+                }
+                // Quiet means no event while listening: the time spent writing does not count.
+                if quiet_at.is_some() {
+                    quiet_at = Some(Instant::now() + self.opts.batch_window);
                 }
             }
-        }
+        };
         if end != RunEnd::StateReset {
-            self.flush(
-                &mut batch,
-                source,
-                &mut std::pin::pin!(std::future::pending::<()>()),
-                end == RunEnd::Shutdown,
-            )
-            .await?;
+            if !abandoned {
+                self.flush(&mut batch, source, pinger, &mut pings, shutdown)
+                    .await?;
+            }
             if !self.opts.dry_run {
                 ping_state(pinger, &source.state_json()).await;
             }
@@ -494,46 +581,147 @@ impl<S: IocStore> Engine<S> {
         Ok(end)
     }
 
-    /// Writes the batch (retrying transient failures with backoff), then acknowledges and saves state.
-    async fn flush<E: EventSource>(
+    fn on_event(&self, ev: SourceEvent, batch: &mut Batch, caught: &mut CatchUp, name: &str) {
+        match ev {
+            SourceEvent::Connected { last_event_id } => {
+                if caught.target.is_none() {
+                    info!(last_event_id = ?last_event_id, "connected to the live stream");
+                    caught.connected(last_event_id.as_deref());
+                }
+            }
+            SourceEvent::Heartbeat { id } | SourceEvent::Other { id, .. } => {
+                caught.seen(&id);
+                batch.cover(&id)
+            }
+            SourceEvent::Malformed { id, detail } => {
+                Stats::add(&self.stats.malformed, 1);
+                metrics::counter!(m::MALFORMED_EVENTS, "name" => name.to_string()).increment(1);
+                self.stats.skip(name, SkipReason::MalformedEvent, 1);
+                warn!(event_id = ?id, reason = %detail, "malformed stream event skipped");
+                if let Some(id) = id {
+                    caught.seen(&id);
+                    batch.cover(&id);
+                }
+            }
+            SourceEvent::Data {
+                id,
+                action,
+                stix,
+                context,
+            } => {
+                Stats::add(&self.stats.data_events, 1);
+                metrics::counter!(m::PROCESSED_MESSAGES, "name" => name.to_string(), "action" => action.as_str()).increment(1);
+                if let Some((ms, _)) = parse_event_id(&id) {
+                    metrics::gauge!(m::CURRENT_STATE, "name" => name.to_string()).set(ms as f64);
+                }
+                let out = batch::changes_for_event(
+                    action,
+                    &id,
+                    &stix,
+                    context.as_ref(),
+                    &self.opts.mapping,
+                    chrono::Utc::now(),
+                );
+                for s in &out.skipped {
+                    if s.reason != SkipReason::NotIndicator {
+                        debug!(event_id = %id, reason = %s.reason, detail = %s.detail, "comparison skipped");
+                    }
+                    self.stats.skip(name, s.reason, 1);
+                }
+                for c in out.changes {
+                    batch.push(c);
+                }
+                caught.seen(&id);
+                batch.cover(&id);
+            }
+        }
+    }
+
+    /// Writes the batch (retrying transient failures with backoff, pinging meanwhile), then
+    /// acknowledges and saves the state. Past the shutdown grace the batch is abandoned.
+    async fn flush<E: EventSource, P: StatePinger>(
         &self,
         batch: &mut Batch,
         source: &mut E,
-        shutdown: &mut std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
-        shutting_down: bool,
-    ) -> Result<(), Error> {
+        pinger: &P,
+        pings: &mut Pings,
+        shutdown: &CancellationToken,
+    ) -> Result<Flushed, Error> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Flushed::Done);
         }
+        let grace = self.opts.shutdown_grace;
+        self.reasons.lock().expect("reasons lock").clear();
+        self.withdrawn.lock().expect("withdrawn lock").clear();
         let mut dead: HashSet<IocKey> = HashSet::new();
         let mut backoff = Duration::from_millis(500);
-        let mut shutdown_at: Option<Instant> = if shutting_down {
-            Some(Instant::now())
-        } else {
-            None
-        };
+        let mut shutdown_at: Option<Instant> = shutdown.is_cancelled().then(Instant::now);
+        let mut failures = 0u32;
         loop {
-            match self.write_batch(batch, &mut dead).await {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() => {
-                    Stats::add(&self.stats.retries, 1);
-                    metrics::counter!(m::RETRIES, "name" => self.opts.name.clone()).increment(1);
-                    if let Some(t) = shutdown_at
-                        && t.elapsed() > self.opts.shutdown_grace
-                    {
-                        error!(reason = %format!("{e:#}"), "giving up on the batch at shutdown; it will be replayed on restart");
-                        return Ok(());
-                    }
-                    warn!(reason = %format!("{e:#}"), wait_ms = backoff.as_millis() as u64, "transient failure; retrying the batch");
+            // One attempt; a shutdown starts the grace period, which also bounds the requests in flight.
+            let attempt = {
+                let write = self.write_batch(batch, &mut dead);
+                tokio::pin!(write);
+                loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.as_mut(), if shutdown_at.is_none() => { shutdown_at = Some(Instant::now()); }
+                        biased;
+                        r = &mut write => break Some(r),
+                        _ = shutdown.cancelled(), if shutdown_at.is_none() => shutdown_at = Some(Instant::now()),
+                        _ = sleep_opt(shutdown_at.map(|t| t + grace)) => break None,
+                        _ = pings.tick.tick() => self.ping_while_waiting(pinger, source, pings).await,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
-                Err(e) => return Err(e),
+            };
+            let e = match attempt {
+                Some(Ok(())) => break,
+                None => {
+                    error!(
+                        grace_secs = grace.as_secs(),
+                        "shutdown grace period over with a request in flight; the batch will be replayed on restart"
+                    );
+                    return Ok(Flushed::Abandoned);
+                }
+                Some(Err(e)) if e.is_falcon_auth() => {
+                    error!(reason = %chain(&e), "Falcon refused the credentials or the API scope; stopping (fix the API client, then restart)");
+                    return Err(e);
+                }
+                Some(Err(e)) if e.is_retryable() => e,
+                Some(Err(e)) => return Err(e),
+            };
+            failures += 1;
+            Stats::add(&self.stats.retries, 1);
+            metrics::counter!(m::RETRIES, "name" => self.opts.name.clone()).increment(1);
+            if shutdown_at.is_some_and(|t| t.elapsed() >= grace) {
+                error!(reason = %chain(&e), "giving up on the batch at shutdown; it will be replayed on restart");
+                return Ok(Flushed::Abandoned);
             }
+            let reason = chain(&e);
+            let wait_ms = backoff.as_millis() as u64;
+            if failures > ESCALATE_AFTER {
+                error!(reason = %reason, attempts = failures, wait_ms, "Falcon keeps failing; the batch is retried (the cursor waits)");
+            } else {
+                warn!(reason = %reason, attempts = failures, wait_ms, "transient failure; retrying the batch");
+            }
+            let wake = Instant::now() + backoff;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = tokio::time::sleep_until(wake) => break,
+                    _ = shutdown.cancelled(), if shutdown_at.is_none() => {
+                        info!("shutdown requested during a backoff: retrying now, within the grace period");
+                        shutdown_at = Some(Instant::now());
+                        break;
+                    }
+                    _ = sleep_opt(shutdown_at.map(|t| t + grace)) => {
+                        error!(reason = %reason, "giving up on the batch at shutdown; it will be replayed on restart");
+                        return Ok(Flushed::Abandoned);
+                    }
+                    _ = pings.tick.tick() => self.ping_while_waiting(pinger, source, pings).await,
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+        self.report_batch(batch).await;
         Stats::add(&self.stats.batches, 1);
         mark_progress();
         metrics::counter!(m::BATCHES, "name" => self.opts.name.clone()).increment(1);
@@ -545,9 +733,9 @@ impl<S: IocStore> Engine<S> {
             && !self.opts.dry_run
         {
             source.ack(&id);
-            self.state_file
-                .save(&source.state_json())
-                .map_err(Error::StateFile)?;
+            if let Some(f) = &self.state_file {
+                f.save(&source.state_json()).await?;
+            }
             if let Some((ms, _)) = parse_event_id(&id) {
                 let lag = (chrono::Utc::now().timestamp_millis() as f64 - ms as f64) / 1000.0;
                 metrics::gauge!(m::STREAM_LAG, "name" => self.opts.name.clone()).set(lag.max(0.0));
@@ -557,12 +745,23 @@ impl<S: IocStore> Engine<S> {
         *batch = Batch::new();
         batch.last_event_id = last;
         batch.events = 0;
-        Ok(())
+        Ok(Flushed::Done)
+    }
+
+    async fn ping_while_waiting<E: EventSource, P: StatePinger>(
+        &self,
+        pinger: &P,
+        source: &E,
+        pings: &mut Pings,
+    ) {
+        if !self.opts.dry_run && ping_state(pinger, &source.state_json()).await {
+            pings.reset = true;
+        }
     }
 
     /// One attempt at writing a batch.
     async fn write_batch(&self, batch: &Batch, dead: &mut HashSet<IocKey>) -> Result<(), Error> {
-        let pending: Vec<_> = batch
+        let mut pending: Vec<_> = batch
             .pending()
             .into_iter()
             .filter(|p| !dead.contains(&p.key))
@@ -571,36 +770,135 @@ impl<S: IocStore> Engine<S> {
             return Ok(());
         }
         let keys: Vec<IocKey> = pending.iter().map(|p| p.key.clone()).collect();
-        let existing = self.lookup_all(&keys).await?;
+        let (existing, refused) = self.lookup_all(&keys).await?;
+        if !refused.is_empty() {
+            // Falcon refused these lookups for good: without knowing what exists nothing can be
+            // written safely. Their changes become dead letters; the rest of the batch goes on.
+            let mut letters = Vec::new();
+            pending.retain(|p| match refused.get(&p.key) {
+                None => true,
+                Some(reason) => {
+                    for c in &p.changes {
+                        let body = match &c.intent {
+                            Intent::Upsert(d) => serde_json::to_value(d).ok(),
+                            _ => None,
+                        };
+                        letters.push(letter("lookup", &p.key, &change_ref(c), reason, body));
+                    }
+                    false
+                }
+            });
+            self.dead_letter(letters, dead).await?;
+        }
         let plan = batch::plan(&pending, &existing, self.opts.permanent_delete);
+        {
+            let mut w = self.withdrawn.lock().expect("withdrawn lock");
+            w.extend(plan.deletes.iter().map(|(_, k, _)| k.clone()));
+            w.extend(
+                plan.updates
+                    .iter()
+                    .filter(|(u, _)| u.soft_delete)
+                    .map(|(u, _)| u.key.clone()),
+            );
+        }
         self.execute(plan, dead).await
     }
 
-    /// Looks up owned IOCs for `keys` in chunks (concurrently, paced).
-    pub async fn lookup_all(&self, keys: &[IocKey]) -> Result<HashMap<IocKey, ExistingIoc>, Error> {
-        let results: Vec<Result<Vec<ExistingIoc>, Error>> =
-            futures::stream::iter(keys.chunks(self.opts.lookup_chunk))
+    /// Looks up owned IOCs for `keys` in requests that fit Falcon's limits (concurrently, paced).
+    /// A transient or authentication failure is the error; keys whose lookup Falcon refused for good
+    /// are returned with the reason.
+    pub(crate) async fn lookup_all(
+        &self,
+        keys: &[IocKey],
+    ) -> Result<(HashMap<IocKey, ExistingIoc>, HashMap<IocKey, String>), Error> {
+        let results: Vec<(&[IocKey], LookupResult)> =
+            futures::stream::iter(self.store.split_lookup(keys, self.opts.lookup_chunk))
                 .map(|chunk| async move {
                     self.paced().await;
                     let r = self.store.lookup(chunk).await;
                     self.request_metric("lookup", r.is_ok());
-                    r
+                    (chunk, r)
                 })
-                .buffer_unordered(self.opts.concurrency)
+                .buffer_unordered(self.opts.concurrency.max(1))
                 .collect()
                 .await;
         let mut out = HashMap::new();
-        for r in results {
-            for e in r? {
-                out.insert(e.key.clone(), e);
+        let mut refused = HashMap::new();
+        let mut first_err: Option<Error> = None;
+        for (chunk, r) in results {
+            match r {
+                Ok(found) => {
+                    for e in found {
+                        out.insert(e.key.clone(), e);
+                    }
+                }
+                Err(e) if e.is_retryable() || e.is_falcon_auth() => {
+                    first_err = Some(keep_worse(first_err, e))
+                }
+                Err(e) => {
+                    let reason = chain(&e);
+                    error!(reason = %reason, keys = chunk.len(), "Falcon refused a lookup; its changes go to the dead-letter file");
+                    refused.extend(chunk.iter().map(|k| (k.clone(), reason.clone())));
+                }
             }
         }
-        Ok(out)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok((out, refused)),
+        }
     }
 
-    /// Executes a plan: creates, updates and deletes in chunks; refused items become dead letters.
-    pub async fn execute(&self, plan: Plan, dead: &mut HashSet<IocKey>) -> Result<(), Error> {
-        let name = self.opts.name.clone();
+    /// Writes letters to the dead-letter file, then (only once they are on disk) marks their keys
+    /// so that a retry of the batch skips them.
+    async fn dead_letter(
+        &self,
+        letters: Vec<DeadLetter>,
+        dead: &mut HashSet<IocKey>,
+    ) -> Result<(), Error> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.dead_letters.append(&letters).await?;
+        for l in &letters {
+            error!(event_id = %l.event_id, operation = %l.operation, ioc_type = %l.ioc_type, value = %l.value,
+                   reason = %l.reason, "[API] Error while processing indicator");
+            metrics::counter!(m::DEAD_LETTERS, "name" => self.opts.name.clone(), "operation" => l.operation.clone()).increment(1);
+            if let Some(t) = crate::mapping::IocType::from_wire(&l.ioc_type) {
+                let key = IocKey {
+                    ioc_type: t,
+                    value: l.value.clone(),
+                };
+                self.reasons
+                    .lock()
+                    .expect("reasons lock")
+                    .insert(key.clone(), l.reason.clone());
+                dead.insert(key);
+            }
+        }
+        Stats::add(&self.stats.dead_letters, letters.len() as u64);
+        Ok(())
+    }
+
+    fn written(&self, op: &'static str, n: u64) {
+        let c = match op {
+            "create" => &self.stats.created,
+            "update" => &self.stats.updated,
+            "soft_delete" => &self.stats.soft_deleted,
+            _ => &self.stats.deleted,
+        };
+        Stats::add(c, n);
+        metrics::counter!(m::IOC_WRITES, "name" => self.opts.name.clone(), "operation" => op)
+            .increment(n);
+    }
+
+    /// Executes a plan: creates, updates and deletes in chunks. Refused items become dead letters;
+    /// items Falcon reports neither written nor refused are re-verified with a lookup (creates and
+    /// deletes) or dead-lettered (updates, whose content a lookup cannot confirm cheaply).
+    pub(crate) async fn execute(
+        &self,
+        plan: Plan,
+        dead: &mut HashSet<IocKey>,
+    ) -> Result<(), Error> {
         self.stats
             .unchanged
             .fetch_add(plan.unchanged as u64, Ordering::Relaxed);
@@ -615,22 +913,16 @@ impl<S: IocStore> Engine<S> {
                 info!(event_id = %r.event_id, ioc = %k, "dry run: would delete");
             }
             Stats::add(&self.stats.created, plan.creates.len() as u64);
-            Stats::add(
-                &self.stats.updated,
-                plan.updates.iter().filter(|u| !u.0.soft_delete).count() as u64,
-            );
-            Stats::add(
-                &self.stats.soft_deleted,
-                plan.updates.iter().filter(|u| u.0.soft_delete).count() as u64,
-            );
+            let soft = plan.updates.iter().filter(|u| u.0.soft_delete).count() as u64;
+            Stats::add(&self.stats.updated, plan.updates.len() as u64 - soft);
+            Stats::add(&self.stats.soft_deleted, soft);
             Stats::add(&self.stats.deleted, plan.deletes.len() as u64);
             return Ok(());
         }
-        let mut letters = Vec::new();
-        let mut first_err: Option<Error> = None;
+        let mut out = Outcomes::default();
 
         // creates
-        let chunks: Vec<_> = plan.creates.chunks(self.opts.write_chunk).collect();
+        let chunks: Vec<_> = plan.creates.chunks(self.opts.write_chunk.max(1)).collect();
         let results: Vec<_> = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 let items: Vec<DesiredIoc> = chunk.iter().map(|(d, _)| d.clone()).collect();
@@ -639,45 +931,24 @@ impl<S: IocStore> Engine<S> {
                 self.request_metric("create", r.is_ok());
                 (chunk, r)
             })
-            .buffer_unordered(self.opts.concurrency)
+            .buffer_unordered(self.opts.concurrency.max(1))
             .collect()
             .await;
         for (chunk, r) in results {
-            match r {
-                Ok(failures) => {
-                    let failed = attribute(&failures, chunk.iter().map(|(d, _)| &d.key));
-                    for (i, (d, cref)) in chunk.iter().enumerate() {
-                        if let Some(msg) = failed.get(&i) {
-                            letters.push(letter(
-                                "create",
-                                &d.key,
-                                cref,
-                                msg,
-                                serde_json::to_value(d).ok(),
-                            ));
-                        } else {
-                            Stats::add(&self.stats.created, 1);
-                            metrics::counter!(m::IOC_WRITES, "name" => name.clone(), "operation" => "create").increment(1);
-                        }
-                    }
-                }
-                Err(e) if e.is_retryable() => first_err = first_err.or(Some(e)),
-                Err(e) => {
-                    for (d, cref) in chunk {
-                        letters.push(letter(
-                            "create",
-                            &d.key,
-                            cref,
-                            &format!("{e:#}"),
-                            serde_json::to_value(d).ok(),
-                        ));
-                    }
-                }
-            }
+            let items: Vec<Item> = chunk
+                .iter()
+                .map(|(d, r)| Item {
+                    op: "create",
+                    key: &d.key,
+                    cref: r,
+                    body: serde_json::to_value(d).ok(),
+                })
+                .collect();
+            out.add(items, r.map(Reply::Write));
         }
 
         // updates
-        let chunks: Vec<_> = plan.updates.chunks(self.opts.write_chunk).collect();
+        let chunks: Vec<_> = plan.updates.chunks(self.opts.write_chunk.max(1)).collect();
         let results: Vec<_> = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 let items: Vec<IocUpdate> = chunk.iter().map(|(u, _)| u.clone()).collect();
@@ -686,48 +957,28 @@ impl<S: IocStore> Engine<S> {
                 self.request_metric("update", r.is_ok());
                 (chunk, r)
             })
-            .buffer_unordered(self.opts.concurrency)
+            .buffer_unordered(self.opts.concurrency.max(1))
             .collect()
             .await;
         for (chunk, r) in results {
-            match r {
-                Ok(failures) => {
-                    let failed = attribute(&failures, chunk.iter().map(|(u, _)| &u.key));
-                    for (i, (u, cref)) in chunk.iter().enumerate() {
-                        let op = if u.soft_delete {
-                            "soft_delete"
-                        } else {
-                            "update"
-                        };
-                        if let Some(msg) = failed.get(&i) {
-                            letters.push(letter(op, &u.key, cref, msg, None));
-                        } else {
-                            Stats::add(
-                                if u.soft_delete {
-                                    &self.stats.soft_deleted
-                                } else {
-                                    &self.stats.updated
-                                },
-                                1,
-                            );
-                            metrics::counter!(m::IOC_WRITES, "name" => name.clone(), "operation" => op).increment(1);
-                        }
-                    }
-                }
-                Err(e) if e.is_retryable() => first_err = first_err.or(Some(e)),
-                Err(e) => {
-                    for (u, cref) in chunk {
-                        letters.push(letter("update", &u.key, cref, &format!("{e:#}"), None));
-                    }
-                }
-            }
+            let items: Vec<Item> = chunk
+                .iter()
+                .map(|(u, r)| Item {
+                    op: if u.soft_delete {
+                        "soft_delete"
+                    } else {
+                        "update"
+                    },
+                    key: &u.key,
+                    cref: r,
+                    body: None,
+                })
+                .collect();
+            out.add(items, r.map(Reply::Write));
         }
 
         // deletes
-        let chunks: Vec<_> = plan
-            .deletes
-            .chunks(self.opts.write_chunk.max(100))
-            .collect();
+        let chunks: Vec<_> = plan.deletes.chunks(DELETE_CHUNK).collect();
         let results: Vec<_> = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 let ids: Vec<String> = chunk.iter().map(|(id, _, _)| id.clone()).collect();
@@ -736,79 +987,225 @@ impl<S: IocStore> Engine<S> {
                 self.request_metric("delete", r.is_ok());
                 (chunk, r)
             })
-            .buffer_unordered(self.opts.concurrency)
+            .buffer_unordered(self.opts.concurrency.max(1))
             .collect()
             .await;
         for (chunk, r) in results {
-            match r {
-                Ok(()) => {
-                    Stats::add(&self.stats.deleted, chunk.len() as u64);
-                    metrics::counter!(m::IOC_WRITES, "name" => name.clone(), "operation" => "delete")
-                        .increment(chunk.len() as u64);
-                }
-                Err(e) if e.is_retryable() => first_err = first_err.or(Some(e)),
-                Err(e) => {
-                    for (_, k, cref) in chunk {
-                        letters.push(letter("delete", k, cref, &format!("{e:#}"), None));
-                    }
-                }
-            }
+            let items: Vec<Item> = chunk
+                .iter()
+                .map(|(_, k, r)| Item {
+                    op: "delete",
+                    key: k,
+                    cref: r,
+                    body: None,
+                })
+                .collect();
+            let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
+            out.add(
+                items,
+                r.map(|deleted| {
+                    let deleted: HashSet<&str> = deleted.iter().map(String::as_str).collect();
+                    Reply::Deleted(ids.iter().map(|id| deleted.contains(id)).collect())
+                }),
+            );
         }
 
-        if !letters.is_empty() {
-            for l in &letters {
-                error!(event_id = %l.event_id, operation = %l.operation, ioc_type = %l.ioc_type, value = %l.value,
-                       reason = %l.reason, "[API] Error while processing indicator");
-                metrics::counter!(m::DEAD_LETTERS, "name" => name.clone(), "operation" => l.operation.clone()).increment(1);
-                if let Some(t) = crate::mapping::IocType::from_wire(&l.ioc_type) {
-                    dead.insert(IocKey {
-                        ioc_type: t,
-                        value: l.value.clone(),
-                    });
-                }
-            }
-            Stats::add(&self.stats.dead_letters, letters.len() as u64);
-            self.dead_letters
-                .append(&letters)
-                .map_err(Error::DeadLetterFile)?;
+        for (op, n) in std::mem::take(&mut out.written) {
+            self.written(op, n);
         }
-        match first_err {
+        self.reverify(&mut out).await;
+        for (op, n) in std::mem::take(&mut out.written) {
+            self.written(op, n);
+        }
+        self.dead_letter(out.letters, dead).await?;
+        match out.first_err {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+
+    /// Looks up the items Falcon reported neither written nor refused: a created IOC that exists, or
+    /// a deleted IOC that is gone, was written; anything else is dead-lettered.
+    async fn reverify(&self, out: &mut Outcomes<'_>) {
+        let unverified = std::mem::take(&mut out.unverified);
+        if unverified.is_empty() {
+            return;
+        }
+        let note = if out.unattributed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (Falcon also refused items it did not identify: {})",
+                out.unattributed.join("; ")
+            )
+        };
+        warn!(
+            items = unverified.len(),
+            "Falcon reported items neither written nor refused; re-checking them"
+        );
+        let (checkable, rest): (Vec<_>, Vec<_>) = unverified
+            .into_iter()
+            .partition(|i| i.op == "create" || i.op == "delete");
+        for i in rest {
+            out.letters.push(i.letter(&format!(
+                "Falcon reported this item neither written nor refused{note}"
+            )));
+        }
+        if checkable.is_empty() {
+            return;
+        }
+        let keys: Vec<IocKey> = checkable.iter().map(|i| i.key.clone()).collect();
+        match self.lookup_all(&keys).await {
+            Ok((found, refused)) => {
+                for i in checkable {
+                    let present = found.contains_key(i.key);
+                    match (i.op, present, refused.get(i.key)) {
+                        (_, _, Some(reason)) => out.letters.push(i.letter(&format!(
+                            "Falcon reported this item neither written nor refused, and refused the re-check: {reason}"
+                        ))),
+                        ("create", true, None) | ("delete", false, None) => out.count(i.op),
+                        _ => out.letters.push(i.letter(&format!(
+                            "Falcon reported this item neither written nor refused, and a lookup shows it was not{note}"
+                        ))),
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = chain(&e);
+                for i in checkable {
+                    out.letters.push(i.letter(&format!(
+                        "Falcon reported this item neither written nor refused, and the re-check failed: {reason}"
+                    )));
+                }
+            }
+        }
+    }
 }
 
-/// Maps per-item failures to positions in the request.
+type LookupResult = Result<Vec<ExistingIoc>, Error>;
+
+/// One planned write, for outcomes and dead letters.
+struct Item<'a> {
+    op: &'static str,
+    key: &'a IocKey,
+    cref: &'a ChangeRef,
+    body: Option<Value>,
+}
+
+impl Item<'_> {
+    fn letter(&self, reason: &str) -> DeadLetter {
+        letter(self.op, self.key, self.cref, reason, self.body.clone())
+    }
+}
+
+/// What Falcon answered to one write request.
+enum Reply {
+    Write(WriteOutcome),
+    /// For each requested id, whether Falcon reports it deleted.
+    Deleted(Vec<bool>),
+}
+
+/// The outcomes of the write requests of one plan.
+#[derive(Default)]
+struct Outcomes<'a> {
+    written: Vec<(&'static str, u64)>,
+    letters: Vec<DeadLetter>,
+    unverified: Vec<Item<'a>>,
+    unattributed: Vec<String>,
+    first_err: Option<Error>,
+}
+
+impl<'a> Outcomes<'a> {
+    fn count(&mut self, op: &'static str) {
+        self.written.push((op, 1));
+    }
+
+    fn add(&mut self, items: Vec<Item<'a>>, reply: Result<Reply, Error>) {
+        match reply {
+            Ok(Reply::Write(w)) => {
+                let (failed, unattributed) = attribute(&w.failed, items.iter().map(|i| i.key));
+                self.unattributed.extend(unattributed);
+                let written: HashSet<usize> = w.written.into_iter().collect();
+                for (n, i) in items.into_iter().enumerate() {
+                    if let Some(msg) = failed.get(&n) {
+                        self.letters.push(i.letter(msg));
+                    } else if written.contains(&n) {
+                        self.count(i.op);
+                    } else {
+                        self.unverified.push(i);
+                    }
+                }
+            }
+            Ok(Reply::Deleted(confirmed)) => {
+                for (i, ok) in items.into_iter().zip(confirmed) {
+                    if ok {
+                        self.count(i.op);
+                    } else {
+                        self.unverified.push(i);
+                    }
+                }
+            }
+            // Retried as a whole (the lookup makes the retry idempotent); auth failures stop the engine.
+            Err(e) if e.is_retryable() || e.is_falcon_auth() => {
+                self.first_err = Some(keep_worse(self.first_err.take(), e))
+            }
+            Err(e) => {
+                let reason = chain(&e);
+                for i in items {
+                    self.letters.push(i.letter(&reason));
+                }
+            }
+        }
+    }
+}
+
+/// Of two failures, the one that must decide: an authentication failure wins over a transient one.
+fn keep_worse(a: Option<Error>, b: Error) -> Error {
+    match a {
+        Some(a) if a.is_falcon_auth() || !b.is_falcon_auth() => a,
+        _ => b,
+    }
+}
+
+fn change_ref(c: &batch::Change) -> ChangeRef {
+    ChangeRef {
+        event_id: c.event_id.clone(),
+        indicator_id: c.indicator_id.clone(),
+    }
+}
+
+/// Maps per-item failures to positions in the request (by the index the store matched, else by type
+/// and value, case-insensitively as Falcon compares them); the messages of failures that match no
+/// item are returned apart.
 fn attribute<'a>(
     failures: &[ItemFailure],
     keys: impl Iterator<Item = &'a IocKey>,
-) -> HashMap<usize, String> {
+) -> (HashMap<usize, String>, Vec<String>) {
     let keys: Vec<&IocKey> = keys.collect();
     let mut out = HashMap::new();
+    let mut lost = Vec::new();
     for f in failures {
-        let pos = f
-            .key
-            .as_ref()
-            .and_then(|k| keys.iter().position(|x| *x == k))
-            .or(f.index.filter(|i| *i < keys.len()));
+        let pos = f.index.filter(|i| *i < keys.len()).or_else(|| {
+            f.key.as_ref().and_then(|k| {
+                keys.iter().position(|x| {
+                    x.ioc_type == k.ioc_type && x.value.eq_ignore_ascii_case(&k.value)
+                })
+            })
+        });
         match pos {
             Some(p) => {
                 out.insert(p, f.message.clone());
             }
-            None => warn!(message = %f.message, "falcon refused an item it did not identify"),
+            None => {
+                warn!(message = %f.message, "falcon refused an item it did not identify");
+                lost.push(f.message.clone());
+            }
         }
     }
-    out
+    (out, lost)
 }
 
-fn letter(
-    op: &str,
-    key: &IocKey,
-    r: &batch::ChangeRef,
-    reason: &str,
-    body: Option<Value>,
-) -> DeadLetter {
+fn letter(op: &str, key: &IocKey, r: &ChangeRef, reason: &str, body: Option<Value>) -> DeadLetter {
     DeadLetter {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         event_id: r.event_id.clone(),
@@ -821,6 +1218,13 @@ fn letter(
     }
 }
 
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn ping_state<P: StatePinger>(pinger: &P, state: &str) -> bool {
     match pinger.ping(state).await {
         Ok(reset) => {
@@ -830,7 +1234,7 @@ async fn ping_state<P: StatePinger>(pinger: &P, state: &str) -> bool {
             reset
         }
         Err(e) => {
-            warn!(reason = %format!("{e:#}"), "Error pinging the API");
+            warn!(reason = %chain(&e), "Error pinging the API");
             false
         }
     }
@@ -851,22 +1255,78 @@ fn recover_ms(state: &str) -> Option<u64> {
         .map(|t| t.timestamp_millis().max(0) as u64)
 }
 
-fn caught_up<E: EventSource>(target: Option<(u64, u64)>, source: &E, batch: &Batch) -> bool {
-    let Some((ms, seq)) = target else { return true };
-    let t = format!("{ms}-{seq}");
-    let acked = batch.last_event_id.clone().or_else(|| {
-        serde_json::from_str::<Value>(&source.state_json())
-            .ok()
-            .and_then(|v| {
-                v.get("start_from")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-    });
-    acked
-        .and_then(|a| compare_event_ids(&a, &t))
-        .is_some_and(|o| o != std::cmp::Ordering::Less)
+/// When `--until-caught-up` is done.
+///
+/// At connect the stream names its newest event `L`. With recovery (`R`, the recover date, after the
+/// start), a snapshot of everything updated up to `R` comes first, in ascending `updated_at` order
+/// with ids `<updated_at_ms>-0`, then live events from `R`. Every update writes a stream event, so
+/// nothing the server had at connect time is newer than `L`.
+///
+/// The run is caught up once the cursor reaches `max(L, R)` (a heartbeat carries it past `R`), or
+/// sooner, once an event at or past `L` (past `<L_ms>-0` in a snapshot) has been written and the
+/// stream then stays quiet for a batch window (same-millisecond stragglers): waiting for the next
+/// heartbeat (every 5 s on OpenCTI) is not needed. When `L` itself is not in the stream (filtered
+/// out), the heartbeat rule applies.
+#[derive(Debug, Clone, PartialEq)]
+struct CatchUp {
+    recover_ms: Option<u64>,
+    /// `max(L, R)`, once connected (`Some(None)`: nothing to wait for).
+    target: Option<Option<(u64, u64)>>,
+    /// The event that shows everything up to `L` delivered (`<L_ms>-0` when a snapshot comes first).
+    early: Option<(u64, u64)>,
+    /// Newest event id delivered since connecting.
+    newest: Option<(u64, u64)>,
 }
+
+impl CatchUp {
+    fn new(recover_ms: Option<u64>) -> CatchUp {
+        CatchUp {
+            recover_ms,
+            target: None,
+            early: None,
+            newest: None,
+        }
+    }
+
+    fn connected(&mut self, last_event_id: Option<&str>) {
+        let last = last_event_id.and_then(parse_event_id);
+        let recover = self.recover_ms.map(|r| (r, 0));
+        self.target = Some(last.max(recover));
+        self.early = last.map(|(ms, seq)| match recover {
+            Some(r) if r > (ms, seq) => (ms, 0),
+            _ => (ms, seq),
+        });
+    }
+
+    fn seen(&mut self, id: &str) {
+        if self.target.is_some() {
+            self.newest = self.newest.max(parse_event_id(id));
+        }
+    }
+
+    /// Whether the run is caught up after a flush (`quiet`: the stream has been silent for a window).
+    fn done<E: EventSource>(&self, source: &E, batch: &Batch, quiet: bool) -> bool {
+        let Some(target) = self.target else {
+            return false;
+        };
+        let Some((ms, seq)) = target else {
+            return true;
+        };
+        let acked = batch.last_event_id.clone().or_else(|| {
+            serde_json::from_str::<Value>(&source.state_json())
+                .ok()
+                .and_then(|v| v.get("start_from")?.as_str().map(str::to_string))
+        });
+        let reached = acked
+            .and_then(|a| compare_event_ids(&a, &format!("{ms}-{seq}")))
+            .is_some_and(|o| o != std::cmp::Ordering::Less);
+        reached || (quiet && batch.is_empty() && self.early.is_some() && self.newest >= self.early)
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
 
 static LAST_PROGRESS_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
@@ -880,14 +1340,5 @@ pub fn last_progress() -> Option<chrono::DateTime<chrono::Utc>> {
     match LAST_PROGRESS_MS.load(Ordering::Relaxed) {
         0 => None,
         ms => chrono::DateTime::from_timestamp_millis(ms),
-    }
-}
-
-/// Wraps a client error for [`Error::Falcon`].
-pub fn falcon_error(phase: &'static str, retryable: bool, source: impl Into<BoxError>) -> Error {
-    Error::Falcon {
-        phase,
-        retryable,
-        source: source.into(),
     }
 }

@@ -1,5 +1,9 @@
 //! The Falcon side: [`FalconStore`] implements [`IocStore`] over `falcon-sdk`'s IOC API, scoped to
 //! the IOCs the connector owns (`created_by` = its API client id and `source` = `OpenCTI IOC`).
+//!
+//! The cloud follows FalconPy's rule, as the Python connector does: the default US-1 URL (or no
+//! URL) logs in on US-1 and follows the token response's `X-Cs-Region`; a cloud name pins that
+//! cloud; any other URL is used as given (proxy, simulator).
 
 use falcon_sdk::fql::Fql;
 use falcon_sdk::iocs::{Action, Indicator, IndicatorUpdate, NewIndicator, Platform};
@@ -9,33 +13,41 @@ use secrecy::ExposeSecret;
 
 use crate::batch::{ExistingIoc, IocUpdate};
 use crate::config::{Config, IocAction};
-use crate::engine::{IocStore, ItemFailure, falcon_error};
+use crate::engine::{IocStore, ItemFailure, WriteOutcome};
 use crate::error::Error;
 use crate::mapping::{
     COMMENT_IMPORT, COMMENT_WITHDRAW, DesiredIoc, IocKey, IocType, SOURCE, Severity, parse_time,
 };
 
 /// Builds the Falcon client from the configuration.
-pub fn client(config: &Config) -> Result<FalconClient, Error> {
+pub(crate) fn client(config: &Config) -> Result<FalconClient, Error> {
     let cs = &config.crowdstrike;
     let mut b = FalconClient::builder()
         .client_id(cs.client_id.clone())
         .client_secret(secrecy::SecretString::from(
             cs.client_secret.expose_secret().to_string(),
         ))
-        .base_url(cs.endpoint.base_url())
+        .cloud(cs.endpoint.cloud())
         .ioc_batch_size(config.sync.write_chunk)
         .user_agent(concat!("ioc-sync/", env!("CARGO_PKG_VERSION")));
+    for (region, url) in &cs.region_urls {
+        b = b.region_url(*region, url.clone());
+    }
     if let Some(cid) = &cs.member_cid {
         b = b.member_cid(cid.clone());
     }
-    b.build()
-        .map_err(|e| falcon_error("client setup", false, e))
+    b.build().map_err(|e| sdk("client setup", e))
 }
+
+/// Longest lookup URL the store sends. Falcon's practical limit is about 18,500 characters
+/// (`shared/reference/falcon-api.md` §1.5); the margin covers a base URL that changes with the region.
+pub(crate) const MAX_URL_LEN: usize = 16_000;
+const LOOKUP_PATH: &str = "/iocs/combined/indicator/v1";
+const LOOKUP_LIMIT: u32 = 500;
 
 /// Owned-IOC lookups and writes through `falcon-sdk`.
 #[derive(Clone)]
-pub struct FalconStore {
+pub(crate) struct FalconStore {
     client: FalconClient,
     owner: String,
 }
@@ -48,32 +60,54 @@ impl std::fmt::Debug for FalconStore {
     }
 }
 
-fn sdk(phase: &'static str, e: falcon_sdk::Error) -> Error {
-    let retryable = e.is_retryable()
-        || matches!(e.status().map(|s| s.as_u16()), Some(401 | 403 | 408 | 429))
-        || e.status().is_some_and(|s| s.is_server_error());
-    falcon_error(phase, retryable, e)
+fn sdk(phase: &'static str, source: falcon_sdk::Error) -> Error {
+    Error::Falcon { phase, source }
+}
+
+fn encoded_len(s: &str) -> usize {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .map(str::len)
+        .sum()
 }
 
 impl FalconStore {
     /// A store whose IOCs are those created by `client`'s API client id with source `OpenCTI IOC`.
-    pub fn new(client: FalconClient) -> FalconStore {
+    pub(crate) fn new(client: FalconClient) -> FalconStore {
         let owner = client.client_id().to_string();
         FalconStore { client, owner }
     }
 
-    /// The SDK client.
-    pub fn client(&self) -> &FalconClient {
-        &self.client
+    /// The filter of one lookup.
+    fn lookup_filter(&self, keys: &[IocKey]) -> String {
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        self.owned_filter()
+            .and(Fql::any_of("value", values))
+            .to_string()
+    }
+
+    /// Length of the lookup URL for `keys` before any value: base, path, owner filter, limit.
+    fn lookup_overhead(&self) -> usize {
+        self.client.base_url().as_str().trim_end_matches('/').len()
+            + LOOKUP_PATH.len()
+            + "?filter=".len()
+            + encoded_len(&self.lookup_filter(&[]))
+            + format!("&limit={LOOKUP_LIMIT}").len()
     }
 
     /// The FQL that selects the connector's IOCs.
-    pub fn owned_filter(&self) -> Fql {
+    pub(crate) fn owned_filter(&self) -> Fql {
         Fql::eq("created_by", self.owner.as_str()).and(Fql::eq("source", SOURCE))
     }
 
+    /// The SDK client (alerts for dissemination assurance).
+    pub(crate) fn sdk_client(&self) -> &FalconClient {
+        &self.client
+    }
+
     /// Every IOC the connector owns (for reconcile), skipping deleted ones.
-    pub fn list_owned(&self) -> impl Stream<Item = Result<ExistingIoc, Error>> + Send + 'static {
+    pub(crate) fn list_owned(
+        &self,
+    ) -> impl Stream<Item = Result<ExistingIoc, Error>> + Send + 'static {
         self.client
             .iocs()
             .combined()
@@ -89,10 +123,7 @@ fn existing(i: Indicator) -> Option<ExistingIoc> {
     let t = IocType::from_wire(i.type_.as_str())?;
     Some(ExistingIoc {
         id: i.id,
-        key: IocKey {
-            ioc_type: t,
-            value: i.value,
-        },
+        key: IocKey::from_stored(t, &i.value),
         action: i.action.map(|a| a.as_str().to_string()),
         mobile_action: i.mobile_action.map(|a| a.as_str().to_string()),
         severity: i.severity.map(|s| s.as_str().to_string()),
@@ -117,7 +148,7 @@ fn platforms(p: &[String]) -> Vec<Platform> {
 }
 
 /// The SDK create item for a desired IOC (the Python connector's fields).
-pub fn new_indicator(d: &DesiredIoc) -> NewIndicator {
+pub(crate) fn new_indicator(d: &DesiredIoc) -> NewIndicator {
     let mut n = NewIndicator::new(
         iocs::IocType::from(d.key.ioc_type.as_str()),
         d.key.value.clone(),
@@ -150,22 +181,30 @@ fn update_item(u: &IocUpdate) -> IndicatorUpdate {
     x
 }
 
-fn failures(report: iocs::WriteReport) -> Vec<ItemFailure> {
-    report
-        .failed
-        .into_iter()
-        .map(|f| ItemFailure {
-            index: f.index,
-            key: match (f.ioc_type.as_deref().and_then(IocType::from_wire), f.value) {
-                (Some(t), Some(v)) => Some(IocKey {
-                    ioc_type: t,
-                    value: v,
-                }),
-                _ => None,
-            },
-            message: f.message,
-        })
-        .collect()
+/// Falcon's per-item report, by position in the request. `written_at` says where a stored IOC was
+/// in the request (`None`: not one of ours).
+fn outcome(
+    report: iocs::WriteReport,
+    written_at: impl Fn(&Indicator) -> Option<usize>,
+) -> WriteOutcome {
+    WriteOutcome {
+        written: report.written.iter().filter_map(written_at).collect(),
+        failed: report
+            .failed
+            .into_iter()
+            .map(|f| ItemFailure {
+                index: f.index,
+                key: match (f.ioc_type.as_deref().and_then(IocType::from_wire), f.value) {
+                    (Some(t), Some(v)) => Some(IocKey {
+                        ioc_type: t,
+                        value: v,
+                    }),
+                    _ => None,
+                },
+                message: f.message,
+            })
+            .collect(),
+    }
 }
 
 impl IocStore for FalconStore {
@@ -173,17 +212,12 @@ impl IocStore for FalconStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
-        let filter = self
-            .owned_filter()
-            .and(Fql::any_of("value", values))
-            .to_string();
         let found: Vec<Indicator> = self
             .client
             .iocs()
             .combined()
-            .filter(filter)
-            .limit(500)
+            .filter(self.lookup_filter(keys))
+            .limit(LOOKUP_LIMIT)
             .stream()
             .try_collect()
             .await
@@ -195,7 +229,31 @@ impl IocStore for FalconStore {
             .collect())
     }
 
-    async fn create(&self, items: &[DesiredIoc]) -> Result<Vec<ItemFailure>, Error> {
+    /// Splits by count and by the encoded length of the lookup URL ([`MAX_URL_LEN`]).
+    fn split_lookup<'k>(&self, keys: &'k [IocKey], max: usize) -> Vec<&'k [IocKey]> {
+        let overhead = self.lookup_overhead();
+        // `value:['a']` -> `'a'` and a separator (`,` encodes to 3 characters).
+        let bare = encoded_len(&Fql::any_of("value", Vec::<String>::new()).to_string());
+        let cost = |k: &IocKey| {
+            encoded_len(&Fql::any_of("value", [k.value.as_str()]).to_string()) - bare + 3
+        };
+        let mut out = Vec::new();
+        let (mut start, mut len) = (0, overhead);
+        for (i, k) in keys.iter().enumerate() {
+            let c = cost(k);
+            if i > start && (i - start >= max.max(1) || len + c > MAX_URL_LEN) {
+                out.push(&keys[start..i]);
+                (start, len) = (i, overhead);
+            }
+            len += c;
+        }
+        if start < keys.len() {
+            out.push(&keys[start..]);
+        }
+        out
+    }
+
+    async fn create(&self, items: &[DesiredIoc]) -> Result<WriteOutcome, Error> {
         let report = self
             .client
             .iocs()
@@ -204,10 +262,16 @@ impl IocStore for FalconStore {
             .send()
             .await
             .map_err(|e| sdk("create", e))?;
-        Ok(failures(report))
+        // Falcon stores values as sent, but compare as it does: case-insensitively.
+        Ok(outcome(report, |w| {
+            items.iter().position(|d| {
+                d.key.ioc_type.as_str() == w.type_.as_str()
+                    && d.key.value.eq_ignore_ascii_case(&w.value)
+            })
+        }))
     }
 
-    async fn update(&self, items: &[IocUpdate]) -> Result<Vec<ItemFailure>, Error> {
+    async fn update(&self, items: &[IocUpdate]) -> Result<WriteOutcome, Error> {
         let comment = if items.iter().all(|u| u.soft_delete) {
             COMMENT_WITHDRAW
         } else {
@@ -221,28 +285,17 @@ impl IocStore for FalconStore {
             .send()
             .await
             .map_err(|e| sdk("update", e))?;
-        let mut f = failures(report);
-        // Updates are reported by id: attach the key so the engine can attribute them.
-        for x in &mut f {
-            if x.key.is_none()
-                && let Some(i) = x.index
-                && let Some(u) = items.get(i)
-            {
-                x.key = Some(u.key.clone());
-            }
-        }
-        Ok(f)
+        Ok(outcome(report, |w| items.iter().position(|u| u.id == w.id)))
     }
 
-    async fn delete(&self, ids: &[String]) -> Result<(), Error> {
+    async fn delete(&self, ids: &[String]) -> Result<Vec<String>, Error> {
         self.client
             .iocs()
             .delete_ids(ids)
             .comment(COMMENT_WITHDRAW)
             .send()
             .await
-            .map_err(|e| sdk("delete", e))?;
-        Ok(())
+            .map_err(|e| sdk("delete", e))
     }
 
     fn rate_limit_remaining(&self) -> Option<u64> {

@@ -5,8 +5,12 @@
 //! consumes the OpenCTI live stream in bounded batches, maps every STIX indicator to Falcon IOCs
 //! ([`mapping`]), coalesces the changes per IOC ([`batch`]), looks the owned IOCs up in bulk and writes
 //! creates, updates and deletes in batches within a share of the Falcon rate limit ([`engine`]). The
-//! stream cursor moves only after the batch it covers is written; the state is saved locally
-//! ([`state`]) and pinged to OpenCTI.
+//! stream cursor moves only after the batch it covers is written or dead-lettered; the state is
+//! saved locally (with the OpenCTI URL, stream and connector it belongs to) and pinged to OpenCTI.
+//!
+//! The public surface is [`run`], [`reconcile`], [`check`], [`config::Config`], [`mapping`] and the
+//! engine's traits ([`engine::EventSource`], [`engine::IocStore`], [`engine::StatePinger`]) with the
+//! types they carry; the Falcon and OpenCTI adapters, the state and dead-letter files are internal.
 //!
 //! Map one indicator (pure, no IO):
 //!
@@ -37,19 +41,23 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod assurance;
 pub mod batch;
 pub mod config;
-pub mod deadletter;
+mod deadletter;
 pub mod engine;
 mod error;
-pub mod falcon;
+mod falcon;
 pub mod mapping;
 pub mod metrics;
-pub mod opencti;
+mod opencti;
 mod pattern;
 mod service;
-pub mod state;
+mod state;
 
 pub use engine::Summary;
 pub use error::{BoxError, Error};
-pub use service::{CheckResult, ReconcileSummary, RunOptions, check, reconcile, run};
+pub use service::{
+    CheckResult, DEFAULT_MAX_REMOVALS, ReconcileOptions, ReconcilePlan, ReconcileSummary,
+    RunOptions, check, reconcile, reconcile_deployments, run,
+};

@@ -1,8 +1,9 @@
 //! The pure mapping from an OpenCTI STIX indicator to the Falcon IOCs that represent it.
 //!
 //! No IO, no clock (the caller passes `now`). [`map_indicator`] parses the pattern with `stix-pattern`;
-//! every supported comparison of a single comparison, or of an `OR` of `=` comparisons, becomes one
-//! [`DesiredIoc`]; everything else is a [`Skip`] with a named [`SkipReason`].
+//! every IOC the pattern denotes becomes one [`DesiredIoc`]: each `=` (or `IN`) comparison of an `OR`,
+//! each side of an `OR` of observation expressions, each hash of an `AND` of hashes of one file.
+//! Everything else is a [`Skip`] with a named [`SkipReason`] and a detail naming the part skipped.
 //!
 //! Field values follow the Python connector exactly (so IOCs it wrote are adopted): `source`
 //! `"OpenCTI IOC"`, `applied_globally` true, `mobile_action` = `action`, severity bands from the score,
@@ -123,6 +124,19 @@ impl fmt::Display for IocKey {
     }
 }
 
+impl IocKey {
+    /// The key of an IOC read from Falcon: its value normalised as the mapping normalises it, so an IOC
+    /// another writer stored as `Evil.Example` or with upper-case hex (the Python connector writes the
+    /// pattern's value verbatim) is the one the connector wants for `evil.example`, and is adopted
+    /// rather than duplicated. A value that does not normalise is kept as stored.
+    pub fn from_stored(ioc_type: IocType, value: &str) -> IocKey {
+        IocKey {
+            ioc_type,
+            value: normalise(ioc_type, value).unwrap_or_else(|_| value.to_string()),
+        }
+    }
+}
+
 /// Falcon IOC severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,8 +236,10 @@ pub enum SkipReason {
     MissingPattern,
     /// The pattern does not parse.
     InvalidPattern,
-    /// An `AND` of comparisons or of observations, or `FOLLOWEDBY`.
+    /// An `AND` of observation expressions, or of comparisons that are not hashes of one file.
     AndPattern,
+    /// Observation expressions joined by `FOLLOWEDBY` (a sequence in time, not an IOC).
+    FollowedBy,
     /// A comparison operator other than `=` (or a negation).
     UnsupportedOperator,
     /// A `WITHIN`/`REPEATS`/`START STOP` qualifier.
@@ -252,6 +268,7 @@ impl SkipReason {
             SkipReason::MissingPattern => "missing_pattern",
             SkipReason::InvalidPattern => "invalid_pattern",
             SkipReason::AndPattern => "and_pattern",
+            SkipReason::FollowedBy => "followed_by",
             SkipReason::UnsupportedOperator => "unsupported_operator",
             SkipReason::Qualifier => "qualifier",
             SkipReason::UnsupportedType => "unsupported_type",
@@ -375,11 +392,11 @@ pub fn map_indicator(stix: &Value, opts: &MappingOptions, now: DateTime<Utc>) ->
 }
 
 /// [`map_indicator`] with the pattern parser passed in.
-pub(crate) fn map_indicator_with(
+pub(crate) fn map_indicator_with<P: Into<crate::pattern::Parsed>>(
     stix: &Value,
     opts: &MappingOptions,
     now: DateTime<Utc>,
-    parse: impl Fn(&str) -> Result<Vec<Comparison>, Skip>,
+    parse: impl Fn(&str) -> Result<P, Skip>,
 ) -> IndicatorMapping {
     let indicator_id = stix.get("id").and_then(Value::as_str).map(str::to_string);
     let mut out = IndicatorMapping {
@@ -413,7 +430,11 @@ pub(crate) fn map_indicator_with(
         return out;
     };
     let comparisons = match parse(pattern) {
-        Ok(c) => c,
+        Ok(p) => {
+            let p = p.into();
+            out.skipped.extend(p.skipped);
+            p.comparisons
+        }
         Err(skip) => {
             out.skipped.push(skip);
             return out;
@@ -1036,6 +1057,83 @@ mod shapes {
     fn or_of_equalities_across_types() {
         let m = map("[ipv4-addr:value = '1.2.3.4' OR ipv4-addr:value = '5.6.7.8']");
         assert_eq!(m.iocs.len(), 2);
+    }
+
+    const SHA256_UPPER: &str = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+    const MD5_UPPER: &str = "D41D8CD98F00B204E9800998ECF8427E";
+
+    #[test]
+    fn an_and_of_hashes_of_one_file_writes_every_hash() {
+        let m = map(&format!(
+            "[file:hashes.'SHA-256' = '{SHA256_UPPER}' AND file:hashes.MD5 = '{MD5_UPPER}']"
+        ));
+        assert_eq!(
+            keys(&m),
+            vec![
+                (IocType::Sha256, SHA256_UPPER.to_ascii_lowercase()),
+                (IocType::Md5, MD5_UPPER.to_ascii_lowercase())
+            ]
+        );
+        assert!(m.skipped.is_empty(), "{:?}", m.skipped);
+        // An unsupported algorithm beside it is skipped by name; the supported hash is still written.
+        let m = map(&format!(
+            "[file:hashes.'SHA-256' = '{SHA256_UPPER}' AND file:hashes.'SHA-1' = 'a94a8fe5ccb19ba61c4c0873d391e987982fbbd3']"
+        ));
+        assert_eq!(keys(&m).len(), 1);
+        assert_eq!(reasons(&m), vec![SkipReason::UnsupportedHash]);
+        assert!(m.skipped[0].detail.contains("SHA-1"), "{:?}", m.skipped);
+        // A hash AND another property narrows the file: writing the hash alone would over-detect.
+        let m = map(&format!(
+            "[file:hashes.MD5 = '{MD5_UPPER}' AND file:name = 'evil.exe']"
+        ));
+        assert!(m.iocs.is_empty());
+        assert_eq!(reasons(&m), vec![SkipReason::AndPattern]);
+        assert!(m.skipped[0].detail.contains("file:name"), "{:?}", m.skipped);
+    }
+
+    #[test]
+    fn an_or_of_observation_expressions_writes_every_side() {
+        let m = map("[ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'Evil.Example']");
+        assert_eq!(
+            keys(&m),
+            vec![
+                (IocType::Ipv4, "1.2.3.4".into()),
+                (IocType::Domain, "evil.example".into())
+            ]
+        );
+        assert!(m.skipped.is_empty(), "{:?}", m.skipped);
+        // A side that is not an IOC is skipped by name; the other sides are written.
+        let m = map(
+            "([ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'a.example'] WITHIN 10 SECONDS) OR [url:value = 'http://x/']",
+        );
+        assert_eq!(keys(&m), vec![(IocType::Ipv4, "1.2.3.4".into())]);
+        assert_eq!(
+            reasons(&m),
+            vec![SkipReason::Qualifier, SkipReason::UnsupportedType]
+        );
+        assert!(m.skipped[0].detail.contains("WITHIN"), "{:?}", m.skipped);
+    }
+
+    #[test]
+    fn skip_reasons_name_what_was_skipped() {
+        let m = map("[ipv4-addr:value = '1.2.3.4'] AND [domain-name:value = 'a.b']");
+        assert_eq!(reasons(&m), vec![SkipReason::AndPattern]);
+        assert!(
+            m.skipped[0]
+                .detail
+                .contains("observation expressions joined by AND"),
+            "{:?}",
+            m.skipped
+        );
+        let m = map("[ipv4-addr:value = '1.2.3.4'] FOLLOWEDBY [domain-name:value = 'a.b']");
+        assert_eq!(reasons(&m), vec![SkipReason::FollowedBy]);
+        assert!(
+            m.skipped[0].detail.contains("FOLLOWEDBY"),
+            "{:?}",
+            m.skipped
+        );
+        let m = map("[ipv4-addr:value != '1.2.3.4']");
+        assert!(m.skipped[0].detail.contains("!="), "{:?}", m.skipped);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use opencti_client::{
     LiveEvents, LiveStream, OpenCtiClient, StreamState,
 };
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::batch::EventAction;
 use crate::config::Config;
@@ -15,16 +15,12 @@ use crate::engine::{EventSource, SourceEvent, StatePinger};
 use crate::error::Error;
 use crate::state::{StateFile, compare_event_ids};
 
-fn octi(phase: &'static str, e: opencti_client::Error) -> Error {
-    Error::OpenCti {
-        phase,
-        retryable: e.is_retryable(),
-        source: Box::new(e),
-    }
+fn octi(phase: &'static str, source: opencti_client::Error) -> Error {
+    Error::OpenCti { phase, source }
 }
 
 /// Builds the OpenCTI client from the configuration.
-pub fn client(config: &Config) -> Result<OpenCtiClient, Error> {
+pub(crate) fn client(config: &Config) -> Result<OpenCtiClient, Error> {
     let mut b = OpenCtiClient::builder(config.opencti.url.clone(), config.opencti_token())
         .ssl_verify(config.opencti.ssl_verify);
     for (h, v) in &config.opencti.custom_headers {
@@ -33,14 +29,27 @@ pub fn client(config: &Config) -> Result<OpenCtiClient, Error> {
     b.build().map_err(|e| octi("client setup", e))
 }
 
-/// Registers the connector (as the Python connector does) and returns the state to resume from:
-/// the later of the platform's state and the local state file, else a first-run state built from
-/// `CONNECTOR_LIVE_STREAM_START_TIMESTAMP` / `CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE`.
-pub async fn register(
+/// Registers the connector (as the Python connector does) and returns the state to resume from.
+///
+/// Which state wins (`docs/operations.md`, "Where the cursor lives"):
+/// - the platform's state is empty (the UI's "reset state"): a full re-sync, the local file removed;
+/// - the local file was written for another OpenCTI URL, stream or connector: an error
+///   ([`Error::StateMismatch`]), nothing is changed;
+/// - both exist: the later of the two (the local file is saved after every batch, the platform
+///   only every ping);
+/// - only the platform has one: the platform's;
+/// - only the local file has one: the platform does not know this connector (deleted in the UI,
+///   or a re-created platform), so the cursor in the file points into a stream that is gone: a full
+///   re-sync, the local file removed (logged at `error`);
+/// - neither: a first-run state built from `CONNECTOR_LIVE_STREAM_START_TIMESTAMP` /
+///   `CONNECTOR_LIVE_STREAM_RECOVER_ISO_DATE`.
+pub(crate) async fn register(
     client: &OpenCtiClient,
     config: &Config,
     state_file: &StateFile,
 ) -> Result<StreamState, Error> {
+    // A file of another stream is refused before anything is registered or changed.
+    let local = state_file.load().await?;
     let version = client
         .health_check()
         .await
@@ -68,18 +77,56 @@ pub async fn register(
         .is_some_and(|s| s.trim().is_empty())
     {
         warn!("Connector state has been remotely reset");
-        state_file.clear().map_err(Error::StateFile)?;
+        state_file.clear().await?;
         return Ok(first_run_state(config));
     }
-    let local = state_file
-        .load()
-        .map_err(Error::StateFile)?
-        .and_then(|t| StreamState::from_connector_state(&t));
-    Ok(choose_state(registered.state, local, config))
+    match (registered.state, local) {
+        (None, Some(l)) => {
+            error!(
+                file = %state_file.path().display(),
+                local_cursor = %l.state.last_event_id(),
+                "OpenCTI has no state for this connector (deleted in the platform, or a new platform): \
+                 the local state file is ignored and a full sync starts"
+            );
+            state_file.clear().await?;
+            Ok(first_run_state(config))
+        }
+        (platform, local) => {
+            if let Some(l) = local.as_ref().filter(|l| !l.has_identity) {
+                info!(file = %state_file.path().display(), local_cursor = %l.state.last_event_id(),
+                      "state file without identity (older ioc-sync): adopted, rewritten with identity at the next save");
+            }
+            Ok(choose_state(platform, local.map(|l| l.state), config))
+        }
+    }
+}
+
+/// The state [`register`] would resume from, read without writing anything anywhere (no registration,
+/// no ping, the local file left as it is): what `run --dry-run` uses.
+pub async fn peek_state(
+    client: &OpenCtiClient,
+    config: &Config,
+    state_file: &StateFile,
+) -> Result<StreamState, Error> {
+    client
+        .health_check()
+        .await
+        .map_err(|e| octi("health check", e))?;
+    let raw = client
+        .connector_state(&config.connector.id)
+        .await
+        .map_err(|e| octi("connector state", e))?;
+    if raw.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        warn!("Connector state has been remotely reset (dry run: the local state file is kept)");
+        return Ok(first_run_state(config));
+    }
+    let platform = raw.as_deref().and_then(StreamState::from_connector_state);
+    let local = state_file.load().await?.map(|l| l.state);
+    Ok(choose_state(platform, local, config))
 }
 
 /// The later of two states (by `start_from`), or a first-run state.
-pub fn choose_state(
+pub(crate) fn choose_state(
     platform: Option<StreamState>,
     local: Option<StreamState>,
     config: &Config,
@@ -97,7 +144,7 @@ pub fn choose_state(
 }
 
 /// pycti's first-run state with the connector's overrides.
-pub fn first_run_state(config: &Config) -> StreamState {
+pub(crate) fn first_run_state(config: &Config) -> StreamState {
     let mut s = StreamState::first_run();
     if let Some(ts) = config.connector.start_timestamp {
         s.start_from = Some(format!("{ts}-0"));
@@ -111,14 +158,18 @@ pub fn first_run_state(config: &Config) -> StreamState {
 }
 
 /// The live stream as the engine's [`EventSource`].
-pub struct OpenCtiSource {
+pub(crate) struct OpenCtiSource {
     events: LiveEvents,
     cursor: CursorHandle,
 }
 
 impl OpenCtiSource {
     /// Opens the connector's live stream from `state`.
-    pub fn open(client: &OpenCtiClient, config: &Config, state: StreamState) -> OpenCtiSource {
+    pub(crate) fn open(
+        client: &OpenCtiClient,
+        config: &Config,
+        state: StreamState,
+    ) -> OpenCtiSource {
         let (events, cursor) =
             LiveStream::builder(client.clone(), config.connector.live_stream_id.clone())
                 .state(state)
@@ -135,11 +186,6 @@ impl OpenCtiSource {
         );
         OpenCtiSource { events, cursor }
     }
-
-    /// The cursor (shared with the stream).
-    pub fn cursor(&self) -> &CursorHandle {
-        &self.cursor
-    }
 }
 
 impl EventSource for OpenCtiSource {
@@ -153,7 +199,7 @@ impl EventSource for OpenCtiSource {
                 id: Some(id).filter(|i| !i.is_empty()),
                 detail: format!("{event}: {source}"),
             }),
-            Err(e) if e.is_terminal() => Err(Error::StreamEnded(Box::new(e))),
+            Err(e) if e.is_terminal() => Err(Error::StreamEnded(e)),
             Err(e) => Err(octi("live stream", e)),
         })
     }
@@ -212,7 +258,7 @@ fn convert(ev: opencti_client::StreamEvent) -> SourceEvent {
 }
 
 /// Pings OpenCTI with the state (`pingConnector`).
-pub struct OpenCtiPinger {
+pub(crate) struct OpenCtiPinger {
     client: OpenCtiClient,
     connector_id: String,
     cursor: Option<CursorHandle>,
@@ -220,7 +266,7 @@ pub struct OpenCtiPinger {
 
 impl OpenCtiPinger {
     /// A pinger for `connector_id`; with `cursor`, a remote reset also resets the stream's cursor.
-    pub fn new(
+    pub(crate) fn new(
         client: OpenCtiClient,
         connector_id: String,
         cursor: Option<CursorHandle>,
@@ -306,6 +352,7 @@ pub async fn stream_indicators(
             .await
             .map_err(|e| octi("stream collection", e))?
             .filters_json()
+            .map_err(|e| octi("stream filters", e))?
     };
     if !with_inferences {
         match list_indicators(client, Some(without_inferred(filters.clone()))).await {

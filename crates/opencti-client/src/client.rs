@@ -39,7 +39,7 @@ pub(crate) struct Inner {
 impl fmt::Debug for OpenCtiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenCtiClient")
-            .field("url", &self.inner.base.as_str())
+            .field("url", &redact_url(self.inner.base.as_str()))
             .field("token", &"[REDACTED]")
             .field(
                 "custom_headers",
@@ -67,7 +67,7 @@ pub struct ClientBuilder {
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("token", &"[REDACTED]")
             .field(
                 "headers",
@@ -138,6 +138,8 @@ impl OpenCtiClient {
                 Ok(v) => return Ok(v),
                 Err(e) if e.retry_kind() == RetryKind::Transient => match backoff.next() {
                     Some(wait) => {
+                        // A rate-limit hint from the platform is honoured (upstream ignores it).
+                        let wait = wait.max(e.retry_after().unwrap_or_default());
                         tracing::warn!(error = %chain(&e), wait_ms = wait.as_millis() as u64, "retrying graphql request");
                         tokio::time::sleep(wait).await;
                     }
@@ -182,6 +184,19 @@ impl OpenCtiClient {
             })?;
         v.set_sensitive(true);
         Ok(v)
+    }
+}
+
+/// `url` with a `user:password@` replaced by `[REDACTED]@`: URLs in logs, errors and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}[REDACTED]@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -285,12 +300,16 @@ impl ClientBuilder {
 
     /// Builds the client; fails on a bad URL, token or header.
     pub fn build(self) -> Result<OpenCtiClient, Error> {
-        let base = Url::parse(self.url.trim())
-            .map_err(|e| Error::config(format!("OpenCTI URL `{}` is invalid: {e}", self.url)))?;
+        let base = Url::parse(self.url.trim()).map_err(|e| {
+            Error::config(format!(
+                "OpenCTI URL `{}` is invalid: {e}",
+                redact_url(&self.url)
+            ))
+        })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(Error::config(format!(
                 "OpenCTI URL `{}` must be an http or https URL",
-                self.url
+                redact_url(&self.url)
             )));
         }
         if self.token.expose_secret().trim().is_empty() {
@@ -315,6 +334,9 @@ impl ClientBuilder {
             .user_agent(self.user_agent)
             .connect_timeout(self.connect_timeout)
             .tls_danger_accept_invalid_certs(!self.ssl_verify)
+            // Custom headers often carry proxy credentials and reqwest does not strip them on a
+            // cross-host redirect: a redirect is never followed (review finding s3).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
         Ok(OpenCtiClient {
@@ -350,6 +372,22 @@ mod tests {
         assert!(!d.contains("hidden-value"), "{d}");
         assert!(d.contains("[REDACTED]"));
         assert!(d.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn userinfo_in_the_url_never_reaches_debug_or_errors() {
+        let tok = || SecretString::from("t");
+        let b = OpenCtiClient::builder("https://svc:hunter2@opencti.example", tok());
+        let builder_debug = format!("{b:?}");
+        let d = format!("{builder_debug} {:?}", b.build().unwrap());
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("[REDACTED]@opencti.example"), "{d}");
+        let e = OpenCtiClient::builder("ftp://svc:hunter2@opencti.example", tok())
+            .build()
+            .unwrap_err();
+        let d = format!("{e} {e:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert_eq!(redact_url("http://h:1/a@b"), "http://h:1/a@b");
     }
 
     #[test]

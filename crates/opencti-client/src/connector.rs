@@ -15,6 +15,9 @@ pub(crate) const PING_CONNECTOR: &str = "mutation PingConnector($id: ID!, $state
 
 pub(crate) const STREAM_COLLECTION: &str = "query StreamCollection($id: String!) { streamCollection(id: $id) { id name description filters stream_live stream_public } }";
 
+pub(crate) const CONNECTOR_STATE: &str =
+    "query Connector($id: String!) { connector(id: $id) { id connector_state } }";
+
 pub(crate) const DELETE_CONNECTOR: &str =
     "mutation ConnectorDeletionMutation($id: ID!) { deleteConnector(id: $id) }";
 
@@ -168,12 +171,20 @@ pub struct StreamCollection {
 }
 
 impl StreamCollection {
-    /// The filters parsed as JSON (`None` when absent, empty or not JSON).
-    pub fn filters_json(&self) -> Option<serde_json::Value> {
-        self.filters
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .and_then(|s| serde_json::from_str(s).ok())
+    /// The filters parsed as JSON: `None` when absent or empty (the stream carries everything), an
+    /// [`Error::Decode`] when they are not JSON, since reading "no filters" instead would list
+    /// indicators the stream never carries.
+    pub fn filters_json(&self) -> Result<Option<serde_json::Value>, Error> {
+        let Some(text) = self.filters.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| Error::Decode {
+                path: format!("streamCollection({}).filters", self.id),
+                body_excerpt: crate::error::excerpt(text.as_bytes()),
+                source: e,
+            })
     }
 }
 
@@ -317,6 +328,24 @@ impl OpenCtiClient {
         d.collection.ok_or(Error::NotFound)
     }
 
+    /// The state stored for connector `id`, read without registering or pinging it (nothing is
+    /// written): `None` when the connector is unknown or has no state, `Some("")` after a reset.
+    pub async fn connector_state(&self, id: &str) -> Result<Option<String>, Error> {
+        #[derive(Deserialize)]
+        struct D {
+            connector: Option<C>,
+        }
+        #[derive(Deserialize)]
+        struct C {
+            #[serde(default)]
+            connector_state: Option<String>,
+        }
+        let d: D = self
+            .graphql(CONNECTOR_STATE, serde_json::json!({ "id": id }))
+            .await?;
+        Ok(d.connector.and_then(|c| c.connector_state))
+    }
+
     /// `deleteConnector` (pycti's `helper.stop()`); returns the deleted id.
     pub async fn delete_connector(&self, id: &str) -> Result<String, Error> {
         #[derive(Deserialize)]
@@ -334,6 +363,31 @@ impl OpenCtiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_stream_filters_are_an_error_not_no_filters() {
+        let c = |filters: Option<&str>| StreamCollection {
+            id: "s-1".into(),
+            name: "s".into(),
+            description: None,
+            filters: filters.map(str::to_string),
+            stream_live: true,
+            stream_public: false,
+        };
+        assert_eq!(c(None).filters_json().unwrap(), None);
+        assert_eq!(c(Some("  ")).filters_json().unwrap(), None);
+        assert!(
+            c(Some(r#"{"mode":"and"}"#))
+                .filters_json()
+                .unwrap()
+                .is_some()
+        );
+        let e = c(Some("{mode: and")).filters_json().unwrap_err();
+        assert!(
+            e.to_string().contains("streamCollection(s-1).filters"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn registration_serializes_like_pycti() {

@@ -57,6 +57,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A paged listing stopped before it delivered everything the platform announced (a repeated
+    /// cursor, fewer items than `globalCount`), or its filters cannot be read. A shorter list must never
+    /// be taken for the whole one; listing again may succeed.
+    #[error("incomplete listing: {reason}")]
+    Incomplete {
+        /// What was wrong, with the figures.
+        reason: String,
+    },
     /// A live-stream event whose `data:` is not what its event name announces.
     /// The stream yields it and goes on.
     #[error("malformed {event} event {id:?}")]
@@ -115,10 +123,13 @@ impl Error {
     /// Classification for retry loops.
     pub fn retry_kind(&self) -> RetryKind {
         match self {
-            Error::Transport(_) | Error::Timeout(_) => RetryKind::Transient,
+            Error::Transport(_) | Error::Timeout(_) | Error::Incomplete { .. } => {
+                RetryKind::Transient
+            }
             Error::Http { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
                 RetryKind::Transient
             }
+            Error::GraphQl { .. } if self.is_rate_limited() => RetryKind::Transient,
             Error::Http { .. }
             | Error::Config { .. }
             | Error::Unauthorized
@@ -132,6 +143,43 @@ impl Error {
     /// `true` when retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retry_kind() == RetryKind::Transient
+    }
+
+    /// `true` for the platform's `Too many requests` GraphQL error (dissemination assurance
+    /// rate limits, reference §3.0).
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            Error::GraphQl { errors } => errors
+                .iter()
+                .any(|e| e.message.to_ascii_lowercase().contains("too many requests")),
+            Error::Http { status: 429, .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The server's wait hint of a rate-limit error (`data.retry_after_ms`), when given.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::GraphQl { errors } => errors.iter().find_map(|e| {
+                e.data
+                    .as_ref()?
+                    .get("retry_after_ms")?
+                    .as_u64()
+                    .map(std::time::Duration::from_millis)
+            }),
+            _ => None,
+        }
+    }
+
+    /// `true` when the platform refused the request itself (a GraphQL error other than a rate
+    /// limit, or a request refused before sending): re-sending it unchanged will fail the same
+    /// way, so a report is dropped. Every other failure leaves a report unsent (re-queued).
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            Error::GraphQl { .. } => !self.is_rate_limited(),
+            Error::Config { .. } => true,
+            _ => false,
+        }
     }
 
     /// `true` for the errors that end a live stream (401, 404, 410, bad configuration).
@@ -222,5 +270,28 @@ mod tests {
             "graphql error: No connector found with the specified ID"
         );
         assert_eq!(e.retry_kind(), RetryKind::Permanent);
+        assert!(e.is_rejection());
+    }
+
+    #[test]
+    fn rate_limit_is_transient_with_the_servers_hint() {
+        let e = Error::GraphQl {
+            errors: vec![GraphQlError {
+                message: "Too many requests".into(),
+                name: Some("FUNCTIONAL_ERROR".into()),
+                data: Some(serde_json::json!({"kind": "batch", "retry_after_ms": 1500})),
+            }],
+        };
+        assert!(e.is_rate_limited());
+        assert!(e.is_retryable());
+        assert!(
+            !e.is_rejection(),
+            "a rate-limited report is unsent, not rejected"
+        );
+        assert_eq!(
+            e.retry_after(),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert!(!Error::from_status(502, b"").is_rejection());
     }
 }

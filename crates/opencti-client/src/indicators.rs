@@ -242,25 +242,65 @@ impl IndicatorQuery {
         })
     }
 
-    /// Every matching indicator, fetching pages lazily as the stream is polled. Stops after
-    /// a page without `hasNextPage`, or (logged) when the server repeats a cursor.
+    /// Every matching indicator, fetching pages lazily as the stream is polled.
+    ///
+    /// The listing is complete or it is an error: a page announcing more pages without a new
+    /// `endCursor` (a repeated or missing cursor), or a last page reached with fewer indicators than the
+    /// first page's `globalCount`, yields [`Error::Incomplete`] and ends the stream. More indicators than
+    /// `globalCount` (created while listing) are fine.
     pub fn stream(
         self,
     ) -> impl Stream<Item = Result<IndicatorNode, Error>> + Send + Unpin + 'static {
-        let pages = stream::try_unfold(Some(self), |q| async move {
-            let Some(q) = q else { return Ok(None) };
-            let page = q.send().await?;
+        struct Walk {
+            query: IndicatorQuery,
+            received: u64,
+            expected: Option<u64>,
+            page: u64,
+        }
+        let start = Walk {
+            query: self,
+            received: 0,
+            expected: None,
+            page: 0,
+        };
+        let pages = stream::try_unfold(Some(start), |walk| async move {
+            let Some(mut w) = walk else { return Ok(None) };
+            let page = w.query.send().await?;
+            w.received += page.nodes.len() as u64;
+            w.page += 1;
+            if w.expected.is_none() {
+                w.expected = page.global_count;
+            }
             let next = match (&page.end_cursor, page.has_next_page) {
-                (Some(c), true) if q.after.as_deref() != Some(c.as_str()) => {
-                    Some(q.clone().after(c.clone()))
+                (Some(c), true)
+                    if !c.is_empty() && w.query.after.as_deref() != Some(c.as_str()) =>
+                {
+                    w.query = w.query.clone().after(c.clone());
+                    Some(w)
                 }
                 (_, true) => {
-                    tracing::warn!(
-                        "indicator query: hasNextPage without a new endCursor, stopping"
-                    );
+                    return Err(Error::Incomplete {
+                        reason: format!(
+                            "page {} announces more indicators without a new endCursor (after {} of {})",
+                            w.page,
+                            w.received,
+                            w.expected.map_or("?".to_string(), |n| n.to_string()),
+                        ),
+                    });
+                }
+                (_, false) => {
+                    if let Some(expected) = w.expected
+                        && w.received < expected
+                    {
+                        return Err(Error::Incomplete {
+                            reason: format!(
+                                "the listing ended after {} indicators but globalCount is {expected}",
+                                w.received
+                            ),
+                        });
+                    }
                     None
                 }
-                _ => None,
             };
             Ok(Some((page.nodes, next)))
         });

@@ -70,7 +70,7 @@
 //! let collection = client.stream_collection("9d3f0e52-stream-id").await?;
 //! let mut all = client
 //!     .indicators()
-//!     .filters(collection.filters_json().unwrap_or(serde_json::Value::Null))
+//!     .filters(collection.filters_json()?.unwrap_or(serde_json::Value::Null))
 //!     .stream();
 //! while let Some(ind) = all.try_next().await? {
 //!     println!("{:?} {:?} score={:?}", ind.standard_id, ind.pattern, ind.x_opencti_score);
@@ -85,6 +85,7 @@
 mod client;
 mod connector;
 mod cursor;
+mod deployments;
 mod error;
 mod event;
 mod indicators;
@@ -97,6 +98,13 @@ pub use connector::{
     StreamCollection,
 };
 pub use cursor::{CursorHandle, StreamStats};
+pub use deployments::{
+    BatchOutcome, DEPLOYMENT_PAGE_SIZE, DETECTION_RETRY, DeployedIndicator, Deployment,
+    DeploymentPage, DeploymentQuery, DeploymentReport, DeploymentStatus, DeploymentWriteBack,
+    Feature, HitReport, LISTED_STATUSES, MAX_BATCH_REPORTS, MAX_ERROR_MESSAGE_CHARS,
+    MAX_EXTERNAL_ID_CHARS, MAX_REPORT_ID_CHARS, ReportError, ReportErrorKind, SecurityPlatform,
+    Sent, cut_message, iso,
+};
 pub use error::{Error, GraphQlError, RetryKind, StreamError};
 pub use event::{
     ConnectedInfo, EventContext, EventData, EventKind, MITRE_EXTENSION, OPENCTI_EXTENSION,

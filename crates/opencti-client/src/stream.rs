@@ -383,7 +383,7 @@ impl Runner {
             .header(ACCEPT, "text/event-stream")
             .header("Last-Event-ID", last_event_id);
         tracing::info!(
-            live_stream_url = %url,
+            live_stream_url = %crate::client::redact_url(url.as_str()),
             last_event_id = state.last_event_id(),
             listen_delete = self.opts.listen_delete,
             no_dependencies = self.opts.no_dependencies,

@@ -108,8 +108,12 @@ impl Default for SandboxConfig {
 /// The credentials are sandbox credentials, but `Debug` still redacts them.
 #[derive(Clone, Serialize)]
 pub struct SandboxInfo {
-    /// Base URL of the Falcon API simulator.
+    /// Base URL of the Falcon API simulator (the tenant's home cloud).
     pub falcon_url: String,
+    /// Base URLs of the other clouds the Falcon simulator plays, by region name
+    /// (`FalconConfig::other_clouds`; empty by default).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub falcon_cloud_urls: std::collections::BTreeMap<String, String>,
     /// Base URL of the OpenCTI simulator (GraphQL at `/graphql`, streams at `/stream/{id}`).
     pub opencti_url: String,
     /// Base URL of the Cado platform simulator.
@@ -130,6 +134,7 @@ impl std::fmt::Debug for SandboxInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxInfo")
             .field("falcon_url", &self.falcon_url)
+            .field("falcon_cloud_urls", &self.falcon_cloud_urls)
             .field("opencti_url", &self.opencti_url)
             .field("cado_url", &self.cado_url)
             .field("falcon_client_id", &self.falcon_client_id)
@@ -183,9 +188,14 @@ impl Sandbox {
         let opencti_listener = bind(config.opencti_port).await?;
         let cado_listener = bind(config.cado_port).await?;
 
+        let mut clouds = Vec::new();
+        for region in &config.falcon.other_clouds {
+            clouds.push((region.clone(), bind(0).await?));
+        }
         let cado = cado::CadoServer::start(cado_listener, config.cado.clone(), config.seed);
-        let falcon = falcon::FalconServer::start(
+        let falcon = falcon::FalconServer::start_with_clouds(
             falcon_listener,
+            clouds,
             config.falcon.clone(),
             config.seed,
             cado.bucket(),
@@ -194,6 +204,7 @@ impl Sandbox {
             opencti::OpenCtiServer::start(opencti_listener, config.opencti.clone(), config.seed);
         let info = SandboxInfo {
             falcon_url: falcon.url(),
+            falcon_cloud_urls: falcon.cloud_urls().into_iter().collect(),
             opencti_url: opencti.url(),
             cado_url: cado.url(),
             falcon_client_id: falcon.client_id(),
@@ -246,6 +257,7 @@ mod tests {
     fn info_debug_redacts_credentials() {
         let info = SandboxInfo {
             falcon_url: "http://127.0.0.1:1".into(),
+            falcon_cloud_urls: Default::default(),
             opencti_url: "http://127.0.0.1:2".into(),
             cado_url: "http://127.0.0.1:3".into(),
             falcon_client_id: "id".into(),

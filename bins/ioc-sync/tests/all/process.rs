@@ -409,3 +409,61 @@ fn help_texts() {
         insta::assert_snapshot!(name, String::from_utf8_lossy(&out.stdout));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_falcon_fails_every_request_exits_cleanly_within_the_grace() {
+    let sb = sandbox(200).await;
+    let info = sb.info().clone();
+    // Every Falcon request (token included) answers 5xx: the engine retries its first batch.
+    sb.falcon().faults().update(&sandbox::faults::FaultPatch {
+        error_rate: Some(1.0),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(&info, dir.path());
+    let child = command(&e, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let started = Instant::now();
+    loop {
+        let f = get(format!("{}/_sandbox/faults", info.falcon_url)).await;
+        if f["injected"]["server_errors"].as_u64() >= Some(5) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "retrying: {f}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let signalled = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "SIGTERM exits 0: {stderr}");
+    // The documented shutdown grace (20 s) bounds the wait, in-flight requests included.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20 + 10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let summary: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("summary line"),
+    )
+    .unwrap();
+    assert_eq!(summary["ended"], "shutdown", "{summary}");
+    assert_eq!(summary["created"], 0, "{summary}");
+    assert!(falcon_all(&info).await.is_empty());
+    sb.shutdown().await;
+}

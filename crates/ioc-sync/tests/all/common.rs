@@ -67,6 +67,16 @@ pub async fn sync_until_caught_up(config: &Config) -> ioc_sync::Summary {
     .expect("sync succeeds")
 }
 
+/// An SDK client on the sandbox with the connector's credentials (to cause drift behind its back).
+pub fn falcon_client(info: &SandboxInfo) -> falcon_sdk::FalconClient {
+    falcon_sdk::FalconClient::builder()
+        .client_id(info.falcon_client_id.clone())
+        .client_secret(info.falcon_client_secret.clone().into())
+        .base_url(&info.falcon_url)
+        .build()
+        .unwrap()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
@@ -214,4 +224,20 @@ pub async fn assert_converged_with(info: &SandboxInfo, inferred: bool) {
         want.len(),
         have.len()
     );
+}
+
+/// Reconcile options that write and accept any number of removals.
+pub fn confirmed() -> ioc_sync::ReconcileOptions {
+    ioc_sync::ReconcileOptions {
+        confirmed: true,
+        ..Default::default()
+    }
+}
+
+/// Reconcile options of a dry run.
+pub fn dry() -> ioc_sync::ReconcileOptions {
+    ioc_sync::ReconcileOptions {
+        dry_run: true,
+        ..Default::default()
+    }
 }

@@ -124,7 +124,7 @@ async fn churn_converges_with_soft_delete() {
     assert!(ops["operations"].to_string().contains("merge"), "{ops}");
     let s = sync_until_caught_up(&config).await;
     assert!(s.data_events > 0);
-    ioc_sync::reconcile(&config, false)
+    ioc_sync::reconcile(&config, &confirmed(), |_| {})
         .await
         .expect("reconcile");
     assert_converged(&info).await;
@@ -325,7 +325,9 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
         assert_converged(&info).await;
 
         // reconcile agrees (no write), and repairs owner tags that drifted.
-        let r = ioc_sync::reconcile(&config, false).await.unwrap();
+        let r = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+            .await
+            .unwrap();
         assert_eq!(
             (
                 r.writes.created,
@@ -336,31 +338,30 @@ async fn a_shared_value_stays_while_one_indicator_carries_it() {
             (0, 0, 0, 0),
             "{r:?}"
         );
-        let falcon = ioc_sync::falcon::FalconStore::new(ioc_sync::falcon::client(&config).unwrap());
-        use ioc_sync::engine::IocStore;
-        let key = ioc_sync::mapping::IocKey {
-            ioc_type: ioc_sync::mapping::IocType::Domain,
-            value: "shared.example".into(),
-        };
-        let found = falcon.lookup(std::slice::from_ref(&key)).await.unwrap();
-        let drifted = ioc_sync::batch::IocUpdate {
-            id: found[0].id.clone(),
-            key: key.clone(),
-            action: None,
-            severity: None,
-            platforms: None,
-            tags: vec![
-                "from-b".into(),
-                format!("opencti:{b}"),
-                "opencti:indicator--00000000-0000-4000-8000-000000000000".into(),
-            ],
-            description: None,
-            expiration: None,
-            full: false,
-            soft_delete: false,
-        };
-        assert!(falcon.update(&[drifted]).await.unwrap().is_empty());
-        let r = ioc_sync::reconcile(&config, false).await.unwrap();
+        let id = falcon_all(&info)
+            .await
+            .into_iter()
+            .find(|i| i["value"] == "shared.example")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut drifted = falcon_sdk::iocs::IndicatorUpdate::new(id);
+        drifted.tags = Some(vec![
+            "from-b".into(),
+            format!("opencti:{b}"),
+            "opencti:indicator--00000000-0000-4000-8000-000000000000".into(),
+        ]);
+        let report = falcon_client(&info)
+            .iocs()
+            .update(vec![drifted])
+            .send()
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{report:?}");
+        let r = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+            .await
+            .unwrap();
         assert_eq!(r.writes.updated, 1, "{r:?}");
         let (tags, _) = tags_of(&info, "shared.example").await.unwrap();
         assert_eq!(tags, vec!["from-b".to_string(), format!("opencti:{b}")]);
@@ -485,7 +486,7 @@ async fn iocs_not_owned_by_the_connector_are_untouched() {
     assert!(dead.contains(&taken), "{dead}");
     churn(&info, 200).await;
     sync_until_caught_up(&config).await;
-    ioc_sync::reconcile(&config, false)
+    ioc_sync::reconcile(&config, &confirmed(), |_| {})
         .await
         .expect("reconcile");
     let after: std::collections::BTreeMap<String, serde_json::Value> = falcon_all(&info)
@@ -509,33 +510,31 @@ async fn reconcile_fixes_drift_both_ways() {
     let config = config(&e);
     sync_until_caught_up(&config).await;
     // Drift: an owned IOC deleted behind the connector's back, and an owned IOC no indicator wants.
-    let falcon = ioc_sync::falcon::FalconStore::new(ioc_sync::falcon::client(&config).unwrap());
+    let falcon = falcon_client(&info);
     let some = falcon_all(&info).await.into_iter().next().unwrap();
-    use ioc_sync::engine::IocStore;
     falcon
-        .delete(&[some["id"].as_str().unwrap().to_string()])
+        .iocs()
+        .delete_ids(&[some["id"].as_str().unwrap().to_string()])
+        .send()
         .await
         .unwrap();
-    let stray = ioc_sync::mapping::DesiredIoc {
-        action: ioc_sync::config::IocAction::Detect,
-        mobile_action: ioc_sync::config::IocAction::Detect,
-        key: ioc_sync::mapping::IocKey {
-            ioc_type: ioc_sync::mapping::IocType::Domain,
-            value: "stray.example".into(),
-        },
-        severity: Some(ioc_sync::mapping::Severity::Low),
-        applied_globally: true,
-        source: ioc_sync::mapping::SOURCE,
-        description: None,
-        expiration: None,
-        tags: None,
-        platforms: Some(vec!["windows".into()]),
-    };
-    assert!(falcon.create(&[stray]).await.unwrap().is_empty());
+    use falcon_sdk::iocs::{Action, IocType, NewIndicator, Platform, Severity};
+    let mut stray = NewIndicator::new(
+        IocType::from("domain"),
+        "stray.example",
+        Action::from("detect"),
+    );
+    stray.mobile_action = Some(Action::from("detect"));
+    stray.severity = Some(Severity::from("low"));
+    stray.applied_globally = Some(true);
+    stray.source = Some(ioc_sync::mapping::SOURCE.to_string());
+    stray.platforms = vec![Platform::from("windows")];
+    let report = falcon.iocs().create(vec![stray]).send().await.unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
     // The GraphQL API also lists inferred indicators, which the stream (without inferences) does not carry.
     // Without `with-inferences` reconcile leaves them out too.
     assert!(expected_with(&info, true).await.len() > expected(&info).await.len());
-    let dry = ioc_sync::reconcile(&config, true).await.unwrap();
+    let dry = ioc_sync::reconcile(&config, &dry(), |_| {}).await.unwrap();
     assert_eq!((dry.writes.created, dry.writes.deleted), (1, 1), "{dry:?}");
     assert!(
         live_owned(&info).await.contains("domain:stray.example"),
@@ -545,7 +544,9 @@ async fn reconcile_fixes_drift_both_ways() {
         !live_owned(&info).await.contains(&key(&some)),
         "dry run changes nothing"
     );
-    let done = ioc_sync::reconcile(&config, false).await.unwrap();
+    let done = ioc_sync::reconcile(&config, &confirmed(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(
         (done.writes.created, done.writes.deleted),
         (1, 1),

@@ -294,7 +294,7 @@ async fn stream_collection_and_delete() {
     assert_eq!(c.name, "Indicators");
     assert!(c.stream_live);
     assert_eq!(
-        c.filters_json().unwrap()["filters"][0]["values"][0],
+        c.filters_json().unwrap().unwrap()["filters"][0]["values"][0],
         "Indicator"
     );
     // `live` is answered locally, like pycti.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::fleet::{Fleet, decode_token, encode_token, offset_page, rfc3339, sort_records};
 use super::fql::{self, Field, Record};
-use super::{Shared, wire};
+use super::{Shared, Sim, wire};
 
 const POWERED_BY: &str = "detectsapi";
 
@@ -45,14 +45,39 @@ pub(crate) struct Alert {
     pub comments: Vec<String>,
     pub assigned_to_name: Option<String>,
     pub device: Value,
+    /// IOC-triggered alerts only (falcon-api.md §7.1): the IOC fields.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ioc: Option<IocFields>,
     #[serde(skip)]
     pub hostname: String,
     #[serde(skip)]
     pub platform_name: String,
 }
 
+/// The IOC fields of an IOC-triggered alert (`ioc_value`, `ioc_values[]`, `ioc_context[]`, …).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct IocFields {
+    pub ioc_type: String,
+    pub ioc_value: String,
+    pub ioc_values: Vec<String>,
+    pub ioc_source: String,
+    pub ioc_description: String,
+    pub ioc_context: Vec<Value>,
+    pub indicator_id: String,
+}
+
 impl Record for Alert {
     fn field(&self, f: &str) -> Option<Field<'_>> {
+        if let Some(i) = &self.ioc {
+            match f {
+                "ioc_value" => return Some(Field::Str(&i.ioc_value)),
+                "ioc_type" => return Some(Field::Str(&i.ioc_type)),
+                "ioc_source" => return Some(Field::Str(&i.ioc_source)),
+                "ioc_values" => return Some(Field::List(&i.ioc_values)),
+                "indicator_id" => return Some(Field::Str(&i.indicator_id)),
+                _ => {}
+            }
+        }
         Some(match f {
             "composite_id" => Field::Str(&self.composite_id),
             "id" => Field::Str(&self.id),
@@ -88,6 +113,28 @@ impl Record for Alert {
 pub(crate) struct AlertStore {
     pub alerts: Vec<Alert>,
     pub by_id: HashMap<String, usize>,
+    pub hits: IocHits,
+}
+
+/// Alerts raised against the IOCs the simulator holds, driven by the simulator clock
+/// (wall clock + an offset tests move with `/_sandbox/alerts/clock`).
+#[derive(Debug, Default)]
+pub(crate) struct IocHits {
+    /// Alerts per minute of simulator time (0 = off).
+    pub per_minute: f64,
+    /// Every n-th generated alert is late (0 = none): its `created_timestamp` is in the past
+    /// window but it becomes visible only `late_delay_secs` later (ingestion lag, reference
+    /// dissemination-assurance.md §7.3).
+    pub late_every: u64,
+    pub late_delay_secs: i64,
+    pub clock_offset_ms: i64,
+    /// Simulator time up to which alerts were generated.
+    pub generated_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Fractional alert carried between catch-ups.
+    pub carry: f64,
+    pub generated: u64,
+    /// Late alerts waiting for their visibility time.
+    pub pending: Vec<(chrono::DateTime<chrono::Utc>, Alert)>,
 }
 
 const TACTICS: &[(&str, &str, &str)] = &[
@@ -153,6 +200,7 @@ impl AlertStore {
                                "os_version": h.os_version, "local_ip": h.local_ip, "external_ip": h.external_ip,
                                "mac_address": h.mac_address, "machine_domain": h.machine_domain, "groups": h.groups,
                                "agent_version": h.agent_version, "status": h.status}),
+                ioc: None,
                 hostname: h.hostname.clone(),
                 platform_name: h.platform_name.to_string(),
             });
@@ -163,8 +211,251 @@ impl AlertStore {
             .enumerate()
             .map(|(i, a)| (a.composite_id.clone(), i))
             .collect();
-        AlertStore { alerts, by_id }
+        AlertStore {
+            alerts,
+            by_id,
+            hits: IocHits::default(),
+        }
     }
+
+    fn push(&mut self, a: Alert) {
+        self.by_id.insert(a.composite_id.clone(), self.alerts.len());
+        self.alerts.push(a);
+    }
+}
+
+fn sim_now(hits: &IocHits) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::milliseconds(hits.clock_offset_ms)
+}
+
+/// One alert on `values` (the first is `ioc_value`) raised on a host of the fleet.
+fn ioc_alert(
+    sim: &Sim,
+    k: u64,
+    values: &[String],
+    ioc_id: &str,
+    ioc_type: &str,
+    source: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<Alert> {
+    let fleet = sim.fleet.read().expect("fleet lock");
+    if fleet.hosts.is_empty() || values.is_empty() {
+        return None;
+    }
+    let h = &fleet.hosts[(k as usize) % fleet.hosts.len()];
+    let cid = sim.cid.to_lowercase();
+    let suffix = format!(
+        "{:032x}",
+        (sim.seed as u128) << 64 | u128::from(k) | 0x10c0_0000_0000
+    );
+    let ts = rfc3339(at);
+    Some(Alert {
+        composite_id: format!("{cid}:ind:{}:{suffix}", h.device_id),
+        id: format!("ind:{}:{suffix}", h.device_id),
+        cid,
+        agent_id: h.device_id.clone(),
+        aggregate_id: format!("aggind:{}:ioc{k}", h.device_id),
+        product: "epp",
+        type_: "ldt",
+        status: "new".into(),
+        severity: 70,
+        severity_name: "High",
+        confidence: 80,
+        tactic: "Command and Control",
+        technique: "Application Layer Protocol",
+        filename: "chrome.exe".into(),
+        cmdline: "chrome.exe".into(),
+        sha256: String::new(),
+        created_timestamp: ts.clone(),
+        updated_timestamp: ts.clone(),
+        timestamp: ts,
+        show_in_ui: true,
+        tags: vec![],
+        comments: vec![],
+        assigned_to_name: None,
+        device: json!({"device_id": h.device_id, "hostname": h.hostname, "platform_name": h.platform_name}),
+        ioc: Some(IocFields {
+            ioc_type: ioc_type.to_owned(),
+            ioc_value: values[0].clone(),
+            ioc_values: values.to_vec(),
+            ioc_source: source.to_owned(),
+            ioc_description: "custom IOC".into(),
+            ioc_context: values
+                .iter()
+                .map(|v| json!({"ioc_value": v, "ioc_type": ioc_type, "ioc_source": source, "indicator_id": ioc_id}))
+                .collect(),
+            indicator_id: ioc_id.to_owned(),
+        }),
+        hostname: h.hostname.clone(),
+        platform_name: h.platform_name.to_string(),
+    })
+}
+
+/// Generates the IOC alerts due up to the simulator's now and releases late alerts whose time
+/// has come. Deterministic for a given sequence of clock moves.
+pub(crate) fn catch_up(sim: &Sim) {
+    let mut store = sim.alerts.write().expect("alerts lock");
+    let now = sim_now(&store.hits);
+    let from = *store.hits.generated_until.get_or_insert(now);
+    if now > from && store.hits.per_minute > 0.0 {
+        let minutes = (now - from).num_milliseconds() as f64 / 60_000.0;
+        let due = store.hits.per_minute * minutes + store.hits.carry;
+        let n = due.floor() as u64;
+        store.hits.carry = due - n as f64;
+        let live: Vec<(String, String, String, String)> = sim
+            .iocs
+            .read()
+            .expect("iocs lock")
+            .all()
+            .filter(|i| !i.deleted && !i.expired && i.action != "no_action")
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    i.value.clone(),
+                    i.type_.clone(),
+                    i.source.clone(),
+                )
+            })
+            .collect();
+        if !live.is_empty() {
+            let span = (now - from).num_milliseconds().max(1);
+            for j in 0..n {
+                let k = store.hits.generated;
+                store.hits.generated += 1;
+                let (id, value, t, src) = &live[(k as usize).wrapping_mul(7919) % live.len()];
+                let at =
+                    from + chrono::Duration::milliseconds(span * (j as i64 + 1) / (n as i64 + 1));
+                let Some(a) = ioc_alert(sim, k, std::slice::from_ref(value), id, t, src, at) else {
+                    break;
+                };
+                if store.hits.late_every > 0 && (k + 1).is_multiple_of(store.hits.late_every) {
+                    let visible = at + chrono::Duration::seconds(store.hits.late_delay_secs);
+                    store.hits.pending.push((visible, a));
+                } else {
+                    store.push(a);
+                }
+            }
+        }
+    }
+    store.hits.generated_until = Some(now.max(from));
+    let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut store.hits.pending)
+        .into_iter()
+        .partition(|(t, _)| *t <= now);
+    store.hits.pending = wait;
+    for (_, a) in ready {
+        store.push(a);
+    }
+}
+
+/// Control routes (no auth): the IOC-hit knobs, the simulator clock, one hit on demand.
+pub(crate) fn control_routes(sim: Shared) -> Router {
+    Router::new()
+        .route("/_sandbox/alerts/ioc-hits", post(set_hits))
+        .route("/_sandbox/alerts/clock", post(advance_clock))
+        .route("/_sandbox/alerts/ioc-hit", post(one_hit))
+        .with_state(sim)
+}
+
+/// `{"per_minute": f, "late_every": n, "late_delay_secs": s}`.
+async fn set_hits(State(sim): State<Shared>, Json(b): Json<Value>) -> Response {
+    catch_up(&sim);
+    let mut store = sim.alerts.write().expect("alerts lock");
+    let h = &mut store.hits;
+    if let Some(v) = b.get("per_minute").and_then(Value::as_f64) {
+        h.per_minute = v.max(0.0);
+    }
+    if let Some(v) = b.get("late_every").and_then(Value::as_u64) {
+        h.late_every = v;
+    }
+    if let Some(v) = b.get("late_delay_secs").and_then(Value::as_i64) {
+        h.late_delay_secs = v.max(0);
+    }
+    wire::json_response(
+        StatusCode::OK,
+        json!({"per_minute": h.per_minute, "late_every": h.late_every,
+        "late_delay_secs": h.late_delay_secs, "now": rfc3339(sim_now(h)), "generated": h.generated,
+        "pending_late": h.pending.len()}),
+    )
+}
+
+/// `{"advance_secs": n}`: moves the simulator clock; the alerts due are generated.
+async fn advance_clock(State(sim): State<Shared>, Json(b): Json<Value>) -> Response {
+    let Some(secs) = b.get("advance_secs").and_then(Value::as_i64) else {
+        return wire::error(
+            StatusCode::BAD_REQUEST,
+            POWERED_BY,
+            "advance_secs (integer) is required",
+        );
+    };
+    catch_up(&sim);
+    sim.alerts
+        .write()
+        .expect("alerts lock")
+        .hits
+        .clock_offset_ms += secs * 1000;
+    catch_up(&sim);
+    let store = sim.alerts.read().expect("alerts lock");
+    wire::json_response(
+        StatusCode::OK,
+        json!({"now": rfc3339(sim_now(&store.hits)),
+        "generated": store.hits.generated, "pending_late": store.hits.pending.len()}),
+    )
+}
+
+/// `{"values": [..], "ago_secs": n, "visible_after_secs": m}`: one IOC alert carrying these values,
+/// created `ago_secs` before the simulator's now, visible after `visible_after_secs` more.
+async fn one_hit(State(sim): State<Shared>, Json(b): Json<Value>) -> Response {
+    let values: Vec<String> = b
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if values.is_empty() {
+        return wire::error(
+            StatusCode::BAD_REQUEST,
+            POWERED_BY,
+            "values (non-empty list) is required",
+        );
+    }
+    catch_up(&sim);
+    let (ioc_id, ioc_type, source) = sim
+        .iocs
+        .read()
+        .expect("iocs lock")
+        .all()
+        .find(|i| values.iter().any(|v| v.eq_ignore_ascii_case(&i.value)))
+        .map(|i| (i.id.clone(), i.type_.clone(), i.source.clone()))
+        .unwrap_or_default();
+    let mut store = sim.alerts.write().expect("alerts lock");
+    let now = sim_now(&store.hits);
+    let at =
+        now - chrono::Duration::seconds(b.get("ago_secs").and_then(Value::as_i64).unwrap_or(0));
+    let k = store.hits.generated;
+    store.hits.generated += 1;
+    let Some(a) = ioc_alert(&sim, k, &values, &ioc_id, &ioc_type, &source, at) else {
+        return wire::error(StatusCode::CONFLICT, POWERED_BY, "the fleet has no host");
+    };
+    let composite = a.composite_id.clone();
+    match b
+        .get("visible_after_secs")
+        .and_then(Value::as_i64)
+        .filter(|s| *s > 0)
+    {
+        Some(s) => store
+            .hits
+            .pending
+            .push((now + chrono::Duration::seconds(s), a)),
+        None => store.push(a),
+    }
+    wire::json_response(
+        StatusCode::OK,
+        json!({"composite_id": composite, "created_timestamp": rfc3339(at)}),
+    )
 }
 
 pub(crate) fn routes() -> Router<Shared> {
@@ -201,6 +492,7 @@ fn select<'a>(
 }
 
 async fn query(State(sim): State<Shared>, Query(q): Query<Vec<(String, String)>>) -> Response {
+    catch_up(&sim);
     let store = sim.alerts.read().expect("alerts lock");
     let all = match select(
         &store,
@@ -288,6 +580,7 @@ async fn combined(State(sim): State<Shared>, body: Option<Json<Value>>) -> Respo
             "limit must be between 1 and 1000",
         );
     }
+    catch_up(&sim);
     let store = sim.alerts.read().expect("alerts lock");
     let all = match select(&store, filter, sort) {
         Ok(a) => a,

@@ -298,23 +298,22 @@ impl IocStore {
         self.version += 1;
         ioc.seq = seq;
         self.by_id.insert(ioc.id.clone(), seq);
-        self.by_key
-            .insert((ioc.type_.clone(), ioc.value.clone()), seq);
-        self.by_value
-            .entry(ioc.value.clone())
-            .or_default()
-            .push(seq);
+        // Indexes are case-insensitive (values may keep their case, see `Knobs::keep_value_case`).
+        let lower = ioc.value.to_lowercase();
+        self.by_key.insert((ioc.type_.clone(), lower.clone()), seq);
+        self.by_value.entry(lower).or_default().push(seq);
         self.by_seq.entry(seq).or_insert(ioc)
     }
 
     fn remove(&mut self, id: &str) -> Option<Ioc> {
         let seq = self.by_id.remove(id)?;
         let ioc = self.by_seq.remove(&seq)?;
-        self.by_key.remove(&(ioc.type_.clone(), ioc.value.clone()));
-        if let Some(v) = self.by_value.get_mut(&ioc.value) {
+        let lower = ioc.value.to_lowercase();
+        self.by_key.remove(&(ioc.type_.clone(), lower.clone()));
+        if let Some(v) = self.by_value.get_mut(&lower) {
             v.retain(|s| *s != seq);
             if v.is_empty() {
-                self.by_value.remove(&ioc.value);
+                self.by_value.remove(&lower);
             }
         }
         self.version += 1;
@@ -559,6 +558,7 @@ async fn create(State(sim): State<Shared>, Query(q): Q, body: Option<Json<Value>
         );
     }
     let ignore_warnings = flag(&q, "ignore_warnings");
+    let keep_case = sim.knobs().keep_value_case;
     let client = wire::client_id();
     let groups: Vec<String> = sim
         .fleet
@@ -579,7 +579,10 @@ async fn create(State(sim): State<Shared>, Query(q): Q, body: Option<Json<Value>
                 .ok_or("type is required")?
                 .to_lowercase();
             let raw = string(item, "value")?.ok_or("value is required")?;
-            let value = check_value(&type_, &raw)?;
+            let mut value = check_value(&type_, &raw)?;
+            if keep_case && matches!(type_.as_str(), "sha256" | "md5" | "domain") {
+                value = raw.trim().trim_end_matches('.').to_string();
+            }
             let f = Fields::from_item(item)?;
             f.validate(&known_group)?;
             let action = f.action.clone().ok_or("action is required")?;
@@ -620,7 +623,10 @@ async fn create(State(sim): State<Shared>, Query(q): Q, body: Option<Json<Value>
                     continue;
                 }
             };
-        if store.by_key.contains_key(&(type_.clone(), value.clone())) {
+        if store
+            .by_key
+            .contains_key(&(type_.clone(), value.to_lowercase()))
+        {
             if !ignore_warnings {
                 failed.push(failed_item(
                     item,

@@ -35,7 +35,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cado::Bucket;
@@ -96,6 +95,17 @@ pub struct FalconConfig {
     pub children: usize,
     /// Hosts of each child's fleet (default 20).
     pub child_hosts: usize,
+    /// Longest request target (path and query) the gateway accepts; longer ones get `414`
+    /// (`None`: no limit). Default 18,500, Falcon's practical limit (`falcon-api.md` §1.5).
+    pub max_url_length: Option<usize>,
+    /// Whether the API client has the `ioc:write` scope (default true). Without it, IOC creates,
+    /// updates and deletes answer `403` (`falcon-api.md` §8).
+    pub ioc_write_scope: bool,
+    /// Other clouds served by this simulator, by region name (e.g. `us-1` while `region` is `eu-1`):
+    /// each gets its own listener ([`FalconServer::cloud_urls`]) where the token endpoint answers like
+    /// the tenant's home cloud (201 and the home `X-Cs-Region`) and every other call answers `401`,
+    /// as a tenant's token is unknown to another cloud (`falcon-api.md` §1.4). Default none.
+    pub other_clouds: Vec<String>,
 }
 
 /// Per-request id caps of `PerformActionV2` (reference §2.3: 100 hide/unhide, 500 the others).
@@ -142,6 +152,9 @@ impl Default for FalconConfig {
             stream_session_ttl: Duration::from_secs(1_800),
             children: 0,
             child_hosts: 20,
+            max_url_length: Some(18_500),
+            ioc_write_scope: true,
+            other_clouds: Vec::new(),
         }
     }
 }
@@ -164,6 +177,15 @@ pub struct Knobs {
     pub stdout_chunk_bytes: usize,
     /// `X-Cs-Region` value.
     pub region: String,
+    /// Longest request target (path and query); `null`: no limit.
+    pub max_url_length: Option<usize>,
+    /// Whether the client has the `ioc:write` scope.
+    pub ioc_write_scope: bool,
+    /// Store `sha256`, `md5` and `domain` values in the case they were sent (lookups and duplicate
+    /// checks stay case-insensitive), as an IOC the Python connector wrote from a mixed-case pattern may
+    /// be stored; default off: values are lower-cased. Falcon's own behaviour is unverified.
+    #[serde(default)]
+    pub keep_value_case: bool,
 }
 
 impl Default for Knobs {
@@ -182,6 +204,9 @@ impl From<&FalconConfig> for Knobs {
             collector_duration_ms: c.collector_duration.as_millis() as u64,
             stdout_chunk_bytes: c.stdout_chunk_bytes.max(16),
             region: c.region.clone(),
+            max_url_length: c.max_url_length,
+            ioc_write_scope: c.ioc_write_scope,
+            keep_value_case: false,
         }
     }
 }
@@ -268,8 +293,9 @@ pub(crate) type Shared = Arc<Sim>;
 /// A running Falcon API simulator.
 pub struct FalconServer {
     url: String,
+    clouds: Vec<(String, String)>,
     sim: Shared,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
     /// Background loops of the newer modules (aborted on shutdown).
     aux: Vec<JoinHandle<()>>,
@@ -291,8 +317,20 @@ fn derive_hex(rng: &mut StdRng, bytes: usize) -> String {
 
 impl FalconServer {
     /// Starts serving on `listener` in the current tokio runtime. Simulated hosts whose collector
-    /// succeeds upload their capture into `bucket`.
+    /// succeeds upload their capture into `bucket`. [`FalconConfig::other_clouds`] need their
+    /// listeners: see [`FalconServer::start_with_clouds`].
     pub fn start(listener: TcpListener, config: FalconConfig, seed: u64, bucket: Bucket) -> Self {
+        Self::start_with_clouds(listener, Vec::new(), config, seed, bucket)
+    }
+
+    /// [`FalconServer::start`], with one listener per other cloud (region name, listener).
+    pub fn start_with_clouds(
+        listener: TcpListener,
+        clouds: Vec<(String, TcpListener)>,
+        config: FalconConfig,
+        seed: u64,
+        bucket: Bucket,
+    ) -> Self {
         let url = format!("http://{}", listener.local_addr().expect("bound listener"));
         let mut rng = StdRng::seed_from_u64(seed ^ 0xFA1C_0000);
         let client_id = config
@@ -317,26 +355,45 @@ impl FalconServer {
             children,
         );
         let app = router(sim.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stopped = stop_rx.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
+                let _ = stopped.wait_for(|s| *s).await;
             });
             if let Err(error) = serve.await {
                 tracing::error!(%error, "falcon simulator stopped");
             }
         });
-        let ticker = tokio::spawn(rtr::ticker(sim.clone()));
+        let mut tasks = vec![server];
+        let mut cloud_urls = Vec::new();
+        for (region, listener) in clouds {
+            let url = format!("http://{}", listener.local_addr().expect("bound listener"));
+            let app = router(sim.clone()).layer(axum::Extension(OtherCloud));
+            let mut stopped = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "falcon simulator (other cloud) stopped");
+                }
+            }));
+            cloud_urls.push((region, url));
+        }
         let mut aux = vec![tokio::spawn(actions::ticker(sim.clone()))];
         for child in &sim.mssp.children {
             aux.push(tokio::spawn(actions::ticker(child.sim.clone())));
             aux.push(tokio::spawn(rtr::ticker(child.sim.clone())));
         }
+        // The ticker is last: shutdown aborts it rather than waiting.
+        tasks.push(tokio::spawn(rtr::ticker(sim.clone())));
         FalconServer {
             url,
+            clouds: cloud_urls,
             sim,
             stop: Some(stop),
-            tasks: vec![server, ticker],
+            tasks,
             aux,
         }
     }
@@ -344,6 +401,11 @@ impl FalconServer {
     /// Base URL (`http://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The other clouds' base URLs, by region name ([`FalconConfig::other_clouds`]).
+    pub fn cloud_urls(&self) -> Vec<(String, String)> {
+        self.clouds.clone()
     }
 
     /// Accepted client id.
@@ -374,7 +436,7 @@ impl FalconServer {
     /// Stops the server and its background tasks.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         for task in self.aux.drain(..) {
             task.abort();
@@ -415,6 +477,7 @@ fn router(sim: Shared) -> Router {
         .fallback(fallback);
     api.merge(control::routes(sim.clone()))
         .merge(streams::open_routes(sim.clone()))
+        .merge(alerts::control_routes(sim.clone()))
         .merge(crate::faults::routes(sim.faults.clone()))
         .layer(axum::middleware::from_fn_with_state(sim, mssp::dispatch))
 }
@@ -437,7 +500,12 @@ async fn fallback(request: Request) -> Response {
         .await
 }
 
-/// Counting, faults, authentication, rate limiting and the common headers, for every API route.
+/// Marks the requests that reach a listener of another cloud ([`FalconConfig::other_clouds`]).
+#[derive(Debug, Clone)]
+struct OtherCloud;
+
+/// URL length, counting, faults, authentication, scopes, rate limiting and the common headers, for
+/// every API route.
 async fn middleware(
     State(sim): State<Shared>,
     matched: Option<MatchedPath>,
@@ -459,7 +527,6 @@ async fn middleware(
         .entry(route)
         .or_default() += 1;
     let trace_id = uuid::Uuid::new_v4().to_string();
-    let knobs_region = sim.knobs.read().expect("knobs lock").region.clone();
     let path = request.uri().path().to_string();
     let mut ctx = wire::Ctx {
         trace_id: trace_id.clone(),
@@ -473,7 +540,23 @@ async fn middleware(
     }
     let is_auth_route = path.starts_with("/oauth2/");
     let mut limit_headers: Option<auth::LimitHeaders> = None;
+    let knobs = sim.knobs();
+    let other_cloud = request.extensions().get::<OtherCloud>().cloned();
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
     let response = 'answer: {
+        if knobs.max_url_length.is_some_and(|max| target_len > max) {
+            // A gateway refusal: not a Falcon envelope.
+            let mut r = Response::new(axum::body::Body::from(
+                "<html><body><h1>414 Request-URI Too Large</h1></body></html>",
+            ));
+            *r.status_mut() = StatusCode::URI_TOO_LONG;
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            break 'answer r;
+        }
         if let Some(injected) = sim.faults.decide() {
             let response = wire::CTX
                 .scope(ctx.clone(), async {
@@ -500,7 +583,12 @@ async fn middleware(
             break 'answer response;
         }
         if !is_auth_route {
-            match auth::authenticate(&sim, request.headers()) {
+            // Another cloud does not know this tenant's tokens.
+            let authenticated = match other_cloud {
+                Some(_) => Err(()),
+                None => auth::authenticate(&sim, request.headers()),
+            };
+            match authenticated {
                 Ok(client_id) => ctx.client_id = client_id,
                 Err(()) => {
                     let mut r = wire::CTX
@@ -536,6 +624,19 @@ async fn middleware(
                 }
             }
         }
+        let ioc_write = path == "/iocs/entities/indicators/v1"
+            && matches!(request.method().as_str(), "POST" | "PATCH" | "DELETE");
+        if ioc_write && !knobs.ioc_write_scope {
+            break 'answer wire::CTX
+                .scope(ctx.clone(), async {
+                    wire::error(
+                        StatusCode::FORBIDDEN,
+                        "crowdstrike-api-gateway",
+                        "access denied, authorization failed",
+                    )
+                })
+                .await;
+        }
         wire::CTX.scope(ctx.clone(), next.run(request)).await
     };
     let mut response = response;
@@ -543,7 +644,7 @@ async fn middleware(
     if let Ok(v) = HeaderValue::from_str(&trace_id) {
         headers.insert("x-cs-traceid", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&knobs_region) {
+    if let Ok(v) = HeaderValue::from_str(&knobs.region) {
         headers.insert("x-cs-region", v);
     }
     if let Some(limit) = limit_headers {

@@ -33,9 +33,66 @@ pub(crate) fn routes() -> Router<App> {
         .route("/_sandbox/connectors/{id}/reset", post(reset_connector))
         .route("/_sandbox/churn", get(get_churn).post(post_churn))
         .route("/_sandbox/churn/step", post(churn_step))
+        .route("/_sandbox/listing", get(get_listing).post(post_listing))
         .route("/_sandbox/events/raw", post(raw_event))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/requests", get(requests))
+        .route("/_sandbox/deployments", get(deployments))
+        .route("/_sandbox/deployments/feature", post(deployments_feature))
+        .route("/_sandbox/deployments/clock", post(deployments_clock))
+        .route("/_sandbox/deployments/manager-tick", post(deployments_tick))
+        .route("/_sandbox/deployments/{id}/retry", post(deployment_retry))
+        .route("/_sandbox/deployments/{id}/remove", post(deployment_remove))
+}
+
+/// Platforms, deployments and hits sightings, with the platform clock.
+async fn deployments(State(app): State<App>) -> Response {
+    Json(app.deployments.snapshot()).into_response()
+}
+
+/// `{"enabled": false}`: the platform answers like a version without dissemination assurance.
+/// `{"removal_grace_secs": n}` changes the manager's grace period.
+async fn deployments_feature(State(app): State<App>, Json(body): Json<Value>) -> Response {
+    if let Some(on) = body.get("enabled").and_then(Value::as_bool) {
+        app.deployments.enabled.store(on, Ordering::Relaxed);
+    }
+    if let Some(g) = body.get("removal_grace_secs").and_then(Value::as_u64) {
+        app.deployments.set_grace(std::time::Duration::from_secs(g));
+    }
+    Json(app.deployments.snapshot()).into_response()
+}
+
+/// `{"advance_secs": n}`: moves the platform clock forward (staleness, expiry, hit bounds).
+async fn deployments_clock(State(app): State<App>, Json(body): Json<Value>) -> Response {
+    let Some(secs) = body.get("advance_secs").and_then(Value::as_i64) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "advance_secs (integer) is required",
+        );
+    };
+    app.deployments.advance(chrono::Duration::seconds(secs));
+    Json(json!({"now": model::ts(&app.deployments.now())})).into_response()
+}
+
+/// One run of the expiry manager.
+async fn deployments_tick(State(app): State<App>) -> Response {
+    Json(json!({"expired": app.deployments.manager_tick(&app.store)})).into_response()
+}
+
+/// The analyst's "Deploy again".
+async fn deployment_retry(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.deployments.retry(&id) {
+        Ok(v) => Json(v).into_response(),
+        Err(m) => error(StatusCode::CONFLICT, m),
+    }
+}
+
+/// The analyst's "Remove from this platform".
+async fn deployment_remove(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.deployments.remove(&id) {
+        Ok(v) => Json(v).into_response(),
+        Err(m) => error(StatusCode::NOT_FOUND, m),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -384,6 +441,24 @@ async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>
             Json(c).into_response()
         }
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("churn: {e}")),
+    }
+}
+
+async fn get_listing(State(app): State<App>) -> Json<super::ListingFaults> {
+    Json(app.listing.lock().expect("listing lock").clone())
+}
+
+async fn post_listing(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
+    let current = serde_json::to_value(app.listing.lock().expect("listing lock").clone())
+        .expect("listing serializes");
+    let mut merged = current.as_object().cloned().unwrap_or_default();
+    merged.extend(patch);
+    match serde_json::from_value::<super::ListingFaults>(Value::Object(merged)) {
+        Ok(l) => {
+            *app.listing.lock().expect("listing lock") = l.clone();
+            Json(l).into_response()
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("listing: {e}")),
     }
 }
 

@@ -521,6 +521,29 @@ pub(crate) async fn handler(
             .iter()
             .map(|(k, a)| (k.clone(), resolve_arg(a, &vars)))
             .collect();
+        if !app.deployments.enabled() {
+            let missing = if DA_OPERATIONS.contains(&f.name.as_str()) {
+                Some((
+                    f.name.clone(),
+                    if kind == "mutation" {
+                        "Mutation"
+                    } else {
+                        "Query"
+                    },
+                ))
+            } else if selects(f, "deployments_count") {
+                Some(("deployments_count".to_owned(), "Indicator"))
+            } else {
+                None
+            };
+            if let Some((field, on)) = missing {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"errors": [gql_error(format!("Cannot query field \"{field}\" on type \"{on}\"."), "GRAPHQL_VALIDATION_FAILED")]})),
+                )
+                    .into_response();
+            }
+        }
         match resolve(&app, &kind, &f.name, &args) {
             Ok(v) => {
                 data.insert(f.key().to_owned(), project(&v, f));
@@ -548,6 +571,29 @@ pub(crate) async fn handler(
         out["errors"] = Value::Array(errors);
     }
     Json(out).into_response()
+}
+
+/// The dissemination-assurance operations, absent from a platform without the feature.
+const DA_OPERATIONS: &[&str] = &[
+    "securityPlatformAdd",
+    "securityPlatform",
+    "indicatorReportDeployments",
+    "indicatorReportDeployment",
+    "indicatorReportHits",
+    "indicatorDeploymentRetry",
+    "indicatorDeploymentRemove",
+];
+
+/// Mutation names answered to the `__type(name: "Mutation")` introspection.
+const MUTATIONS: &[&str] = &[
+    "registerConnector",
+    "pingConnector",
+    "resetStateConnector",
+    "deleteConnector",
+];
+
+fn selects(f: &Field, name: &str) -> bool {
+    f.fields().any(|c| c.name == name || selects(c, name))
 }
 
 enum Resolve {
@@ -613,6 +659,67 @@ fn resolve(app: &App, kind: &str, name: &str, args: &Map<String, Value>) -> Resu
                 .unwrap_or(Value::Null))
         }
         ("query", "indicators") => indicators(app, args),
+        ("query", "__type") => {
+            let mut names: Vec<&str> = MUTATIONS.to_vec();
+            if app.deployments.enabled() {
+                names.extend(DA_OPERATIONS.iter().filter(|n| **n != "securityPlatform"));
+            }
+            Ok(match args.get("name").and_then(Value::as_str) {
+                Some("Mutation") => {
+                    json!({"name": "Mutation", "fields": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()})
+                }
+                _ => Value::Null,
+            })
+        }
+        ("query", "securityPlatform") => Ok(app.deployments.platform(arg_str(args, "id")?)),
+        ("mutation", "securityPlatformAdd") => {
+            let input = args
+                .get("input")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad("Variable \"$input\" is required."))?;
+            app.deployments.platform_add(input).map_err(bad)
+        }
+        ("mutation", "indicatorReportDeployments") => {
+            let reports = args
+                .get("reports")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("Variable \"$reports\" is required."))?;
+            app.deployments
+                .report_batch(store, arg_str(args, "platformId")?, reports)
+                .map_err(bad)
+        }
+        ("mutation", "indicatorReportDeployment") => {
+            let d = &app.deployments;
+            let platform = {
+                let p = d.platform(arg_str(args, "platformId")?);
+                p.get("id").and_then(Value::as_str).map(str::to_owned)
+            }
+            .ok_or_else(|| bad("Security platform not found or not accessible"))?;
+            let (_, rel) = d
+                .report_one(
+                    store,
+                    &platform,
+                    arg_str(args, "indicatorId")?,
+                    arg_str(args, "status")?,
+                    args.get("externalId"),
+                    args.get("metadata"),
+                )
+                .map_err(bad)?;
+            Ok(d.snapshot()["deployments"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["id"] == rel.as_str()).cloned())
+                .unwrap_or(json!({"id": rel})))
+        }
+        ("mutation", "indicatorReportHits") => {
+            app.deployments.report_hits(store, args).map_err(bad)
+        }
+        ("mutation", "indicatorDeploymentRetry") => {
+            app.deployments.retry(arg_str(args, "id")?).map_err(bad)
+        }
+        ("mutation", "indicatorDeploymentRemove") => {
+            app.deployments.remove(arg_str(args, "id")?).map_err(bad)
+        }
+        ("query", "stixCoreRelationships") => deployed_on(app, args),
         ("mutation", "registerConnector") => {
             let input = args
                 .get("input")
@@ -744,22 +851,115 @@ fn indicators(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
         all.reverse();
     }
     let total = all.len();
+    let listing = app.listing.lock().expect("listing lock").clone();
+    // `stop_after`: the listing pretends to end early; `globalCount` keeps the real total.
+    let served = listing.stop_after.map_or(total, |n| n.min(total));
     let page: Vec<Value> = all
         .iter()
         .enumerate()
+        .take(served)
         .skip(offset)
         .take(first)
         .map(|(k, i)| json!({"cursor": encode_cursor(k + 1), "node": i.to_node(&store.refs)}))
         .collect();
     let end = offset + page.len();
+    let mut end_cursor = if offset < end {
+        encode_cursor(end)
+    } else {
+        String::new()
+    };
+    let mut has_next = end < served;
+    if listing
+        .repeat_cursor_from_page
+        .is_some_and(|p| offset >= p * first)
+    {
+        // A repeated cursor: the page answers the cursor it was asked for.
+        end_cursor = args
+            .get("after")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        has_next = true;
+    }
     Ok(json!({
         "__typename": "IndicatorConnection",
         "edges": page,
         "pageInfo": {
             "startCursor": if offset < end { encode_cursor(offset + 1) } else { String::new() },
+            "endCursor": end_cursor,
+            "hasNextPage": has_next,
+            "hasPreviousPage": offset > 0,
+            "globalCount": total,
+        }
+    }))
+}
+
+/// Strings of a `[String]` argument given as a list or (GraphQL input coercion) a single value.
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `stixCoreRelationships(relationship_type: ["deployed-on"], toId, first, after, filters)`: the
+/// deployments of a platform, with a `deployment_status` filter (key as a string or a list).
+fn deployed_on(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
+    let types = strings(args.get("relationship_type"));
+    if !types.iter().all(|t| t == "deployed-on") || types.is_empty() {
+        return Err(bad("the sandbox lists only deployed-on relationships"));
+    }
+    let to = strings(args.get("toId"));
+    let mut statuses: Option<Vec<String>> = None;
+    if let Some(f) = args.get("filters").filter(|f| !f.is_null()) {
+        for item in f
+            .get("filters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let keys = strings(item.get("key"));
+            if keys.iter().any(|k| k == "deployment_status") {
+                statuses = Some(strings(item.get("values")));
+            } else {
+                return Err(bad(format!("unsupported filter key {keys:?}")));
+            }
+        }
+    }
+    let all = app.deployments.list(&app.store, &to, statuses.as_deref());
+    let first = args
+        .get("first")
+        .and_then(Value::as_u64)
+        .unwrap_or(500)
+        .clamp(1, 5000) as usize;
+    let offset = match args
+        .get("after")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        None => 0,
+        Some(c) => decode_cursor(c).ok_or_else(|| bad(format!("invalid cursor {c:?}")))?,
+    };
+    let total = all.len();
+    let edges: Vec<Value> = all
+        .into_iter()
+        .enumerate()
+        .skip(offset)
+        .take(first)
+        .map(|(k, node)| json!({"cursor": encode_cursor(k + 1), "node": node}))
+        .collect();
+    let end = offset + edges.len();
+    Ok(json!({
+        "__typename": "StixCoreRelationshipConnection",
+        "edges": edges,
+        "pageInfo": {
             "endCursor": if offset < end { encode_cursor(end) } else { String::new() },
             "hasNextPage": end < total,
-            "hasPreviousPage": offset > 0,
             "globalCount": total,
         }
     }))

@@ -5,7 +5,10 @@
 //!
 //! - `POST /graphql` (Bearer token): `about`, `me`, `registerConnector`, `pingConnector`,
 //!   `resetStateConnector`, `deleteConnector`, `streamCollection(s)`, `connector(s)`, `indicator`,
-//!   `indicators` (filters, search, cursor pagination);
+//!   `indicators` (filters, search, cursor pagination); dissemination assurance
+//!   (`securityPlatformAdd`, `indicatorReportDeployment(s)`, `stixCoreRelationships` of
+//!   `deployed-on`, `indicatorReportHits`, the analyst actions; absent when the
+//!   `dissemination_assurance` knob is off);
 //! - `GET /stream/{id}` (Bearer token unless the collection is public; `live` = the unfiltered
 //!   global stream): `connected`, recovery snapshot, live events, heartbeats;
 //! - control routes under `/_sandbox/` (no auth, never faulted): indicators, streams,
@@ -14,6 +17,7 @@
 mod churn;
 mod control;
 pub(crate) mod counts;
+mod deployments;
 mod filters;
 mod graphql;
 mod model;
@@ -94,6 +98,27 @@ pub struct OpenCtiConfig {
     pub churn: ChurnConfig,
     /// Faults at start (changeable through `/_sandbox/faults`).
     pub faults: FaultConfig,
+    /// Dissemination assurance (deployment write-back) present; `false` simulates an older
+    /// platform (changeable through `/_sandbox/deployments/feature`).
+    pub dissemination_assurance: bool,
+    /// Removal grace period of the expiry manager (the platform's default is 24 h).
+    pub removal_grace: Duration,
+    /// Truncated `indicators` listings at start (changeable through `/_sandbox/listing`).
+    pub listing: ListingFaults,
+}
+
+/// Ways a paged `indicators` listing can come back incomplete, as a busy or buggy platform (or a proxy)
+/// can produce them (`shared/reference/opencti.md` §3: cursors are opaque, `pageInfo.globalCount` is the
+/// total): a client must treat each as an error, never as the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListingFaults {
+    /// From this page on (0 = the first), every page answers the `after` cursor it was asked for as its
+    /// `endCursor` (a repeated cursor) with `hasNextPage: true`.
+    pub repeat_cursor_from_page: Option<usize>,
+    /// The listing ends (`hasNextPage: false`) after this many indicators, while `globalCount` still
+    /// says the full total.
+    pub stop_after: Option<usize>,
 }
 
 impl Default for OpenCtiConfig {
@@ -107,6 +132,9 @@ impl Default for OpenCtiConfig {
             version: "6.8.13".into(),
             churn: ChurnConfig::default(),
             faults: FaultConfig::default(),
+            dissemination_assurance: true,
+            removal_grace: Duration::from_secs(86_400),
+            listing: ListingFaults::default(),
         }
     }
 }
@@ -122,6 +150,8 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("version", &self.version)
             .field("churn", &self.churn)
             .field("faults", &self.faults)
+            .field("dissemination_assurance", &self.dissemination_assurance)
+            .field("removal_grace", &self.removal_grace)
             .finish()
     }
 }
@@ -138,9 +168,11 @@ pub(crate) struct App {
     pub(crate) counts: RequestCounts,
     pub(crate) churn: Arc<Mutex<ChurnConfig>>,
     pub(crate) churn_changed: Arc<Notify>,
+    pub(crate) listing: Arc<Mutex<ListingFaults>>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) connections: Arc<AtomicUsize>,
     pub(crate) seed: u64,
+    pub(crate) deployments: Arc<deployments::Deployments>,
 }
 
 impl App {
@@ -212,9 +244,14 @@ impl OpenCtiServer {
             counts: counts.clone(),
             churn: Arc::new(Mutex::new(config.churn.clone())),
             churn_changed: Arc::new(Notify::new()),
+            listing: Arc::new(Mutex::new(config.listing.clone())),
             stop: stopped.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
             seed,
+            deployments: Arc::new(deployments::Deployments::new(
+                config.dissemination_assurance,
+                config.removal_grace,
+            )),
         };
         let router = Router::new()
             .route("/graphql", post(graphql::handler))
