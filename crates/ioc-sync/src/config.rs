@@ -134,15 +134,7 @@ impl FalconEndpoint {
 
 /// `s` with the `user:password@` of a URL replaced by `[REDACTED]@` (for logs and errors).
 pub fn redact_userinfo(s: &str) -> String {
-    let Some(start) = s.find("://").map(|i| i + 3) else {
-        return s.to_string();
-    };
-    let rest = &s[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{}[REDACTED]@{}", &s[..start], &rest[at + 1..]),
-        None => s.to_string(),
-    }
+    opencti_client::redact_url(s)
 }
 
 /// Whether `url`'s host is a loopback address or `localhost`.

@@ -187,8 +187,9 @@ impl OpenCtiClient {
     }
 }
 
-/// `url` with a `user:password@` replaced by `[REDACTED]@`: URLs in logs, errors and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// `url` with a `user:password@` replaced by `[REDACTED]@`: how URLs appear in logs, errors and `Debug`.
+/// Any text is accepted (an invalid URL too): only the authority part is looked at.
+pub fn redact_url(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };

@@ -92,6 +92,7 @@ mod indicators;
 mod state;
 mod stream;
 
+pub use client::redact_url;
 pub use client::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, OpenCtiClient};
 pub use connector::{
     ConnectorInfo, ConnectorRegistration, ConnectorType, PingOutcome, RegisteredConnector,

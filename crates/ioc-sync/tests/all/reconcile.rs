@@ -1,4 +1,4 @@
-//! `reconcile` removes only what it saw: incomplete listings, the removal limit, dry runs.
+//! `reconcile` removes only what it saw: incomplete listings, the removal limit.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,8 +37,8 @@ async fn a_truncated_indicator_listing_is_an_error_and_writes_nothing() {
         let err = ioc_sync::reconcile(&config, &confirmed(), move |_| *seen.lock().unwrap() = true)
             .await
             .expect_err("an incomplete listing must fail");
-        let text = anyhow_chain(&err);
-        assert!(text.contains("incomplete listing"), "{knob}: {text}");
+        let text = format!("{err:?}");
+        assert!(text.contains("Incomplete"), "{knob}: {text}");
         assert!(
             !*planned.lock().unwrap(),
             "{knob}: no plan from a partial list"
@@ -59,17 +59,6 @@ async fn a_truncated_indicator_listing_is_an_error_and_writes_nothing() {
         .unwrap();
     assert_eq!(ok.plan.removals, 0, "{ok:?}");
     sb.shutdown().await;
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,36 +109,5 @@ async fn removals_above_the_limit_need_confirmation_and_the_plan_comes_first() {
     assert_eq!(done.plan, plan);
     assert_eq!(done.writes.soft_deleted as usize, plan.removals, "{done:?}");
     assert_converged(&info).await;
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_runs_register_nothing_and_write_nothing() {
-    let sb = sandbox(200, |_| {}).await;
-    let info = sb.info().clone();
-    let dir = tempfile::tempdir().unwrap();
-    let e = env(&info, dir.path());
-    let config = config(&e);
-    let opts = ioc_sync::RunOptions {
-        dry_run: true,
-        until_caught_up: true,
-    };
-    let s = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        ioc_sync::run(&config, &opts, std::future::pending()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(s.created > 0, "the plan is reported: {s:?}");
-    let reconciled = ioc_sync::reconcile(&config, &dry(), |_| {}).await.unwrap();
-    assert!(reconciled.plan.creates > 0, "{reconciled:?}");
-    let connectors = get(format!("{}/_sandbox/connectors", info.opencti_url)).await;
-    assert!(
-        !connectors.to_string().contains(&e["CONNECTOR_ID"]),
-        "a dry run registers nothing: {connectors}"
-    );
-    assert!(falcon_all(&info).await.is_empty(), "nothing written");
-    assert!(!dir.path().join("state.json").exists(), "no state saved");
     sb.shutdown().await;
 }

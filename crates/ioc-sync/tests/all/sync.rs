@@ -561,7 +561,8 @@ async fn dry_run_writes_nothing_and_keeps_no_state() {
     let sb = sandbox(300, |_| {}).await;
     let info = sb.info().clone();
     let dir = tempfile::tempdir().unwrap();
-    let config = config(&env(&info, dir.path()));
+    let e = env(&info, dir.path());
+    let config = config(&e);
     let opts = ioc_sync::RunOptions {
         dry_run: true,
         until_caught_up: true,
@@ -574,6 +575,13 @@ async fn dry_run_writes_nothing_and_keeps_no_state() {
     .unwrap()
     .unwrap();
     assert!(s.created > 0, "the plan is reported: {s:?}");
+    let reconciled = ioc_sync::reconcile(&config, &dry(), |_| {}).await.unwrap();
+    assert!(reconciled.plan.creates > 0, "{reconciled:?}");
+    let connectors = get(format!("{}/_sandbox/connectors", info.opencti_url)).await;
+    assert!(
+        !connectors.to_string().contains(&e["CONNECTOR_ID"]),
+        "a dry run registers nothing (registering can also clear the state file): {connectors}"
+    );
     assert!(falcon_all(&info).await.is_empty(), "nothing written");
     assert!(!dir.path().join("state.json").exists(), "no state saved");
     sb.shutdown().await;

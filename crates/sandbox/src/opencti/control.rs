@@ -429,12 +429,22 @@ async fn get_churn(State(app): State<App>) -> Json<ChurnConfig> {
     Json(app.churn.lock().expect("churn lock").clone())
 }
 
-async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
-    let current = serde_json::to_value(app.churn.lock().expect("churn lock").clone())
-        .expect("churn serializes");
-    let mut merged = current.as_object().cloned().unwrap_or_default();
+/// `current` with the fields of a partial JSON object replaced (unknown fields are an error).
+fn patched<T: serde::Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    patch: Map<String, Value>,
+) -> Result<T, serde_json::Error> {
+    let mut merged = match serde_json::to_value(current)? {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
     merged.extend(patch);
-    match serde_json::from_value::<ChurnConfig>(Value::Object(merged)) {
+    serde_json::from_value(Value::Object(merged))
+}
+
+async fn post_churn(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
+    let current = app.churn.lock().expect("churn lock").clone();
+    match patched(&current, patch) {
         Ok(c) => {
             *app.churn.lock().expect("churn lock") = c.clone();
             app.churn_changed.notify_one();
@@ -449,11 +459,8 @@ async fn get_listing(State(app): State<App>) -> Json<super::ListingFaults> {
 }
 
 async fn post_listing(State(app): State<App>, Json(patch): Json<Map<String, Value>>) -> Response {
-    let current = serde_json::to_value(app.listing.lock().expect("listing lock").clone())
-        .expect("listing serializes");
-    let mut merged = current.as_object().cloned().unwrap_or_default();
-    merged.extend(patch);
-    match serde_json::from_value::<super::ListingFaults>(Value::Object(merged)) {
+    let current = app.listing.lock().expect("listing lock").clone();
+    match patched(&current, patch) {
         Ok(l) => {
             *app.listing.lock().expect("listing lock") = l.clone();
             Json(l).into_response()

@@ -808,21 +808,7 @@ fn indicators(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
         .and_then(Value::as_str)
         .map(str::to_lowercase)
         .filter(|s| !s.is_empty());
-    let first = args
-        .get("first")
-        .and_then(Value::as_u64)
-        .unwrap_or(500)
-        .clamp(1, 5000) as usize;
-    let offset = match args
-        .get("after")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        None => 0,
-        Some(cursor) => {
-            decode_cursor(cursor).ok_or_else(|| bad(format!("invalid cursor {cursor:?}")))?
-        }
-    };
+    let (first, offset) = page_args(args)?;
     let mut all: Vec<_> = store
         .all()
         .into_iter()
@@ -932,19 +918,7 @@ fn deployed_on(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
         }
     }
     let all = app.deployments.list(&app.store, &to, statuses.as_deref());
-    let first = args
-        .get("first")
-        .and_then(Value::as_u64)
-        .unwrap_or(500)
-        .clamp(1, 5000) as usize;
-    let offset = match args
-        .get("after")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        None => 0,
-        Some(c) => decode_cursor(c).ok_or_else(|| bad(format!("invalid cursor {c:?}")))?,
-    };
+    let (first, offset) = page_args(args)?;
     let total = all.len();
     let edges: Vec<Value> = all
         .into_iter()
@@ -963,6 +937,24 @@ fn deployed_on(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
             "globalCount": total,
         }
     }))
+}
+
+/// `first` (default 500, 1–5,000) and the offset `after` names, of a paged root field.
+fn page_args(args: &Map<String, Value>) -> Result<(usize, usize), Resolve> {
+    let first = args
+        .get("first")
+        .and_then(Value::as_u64)
+        .unwrap_or(500)
+        .clamp(1, 5000) as usize;
+    let offset = match args
+        .get("after")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        None => 0,
+        Some(c) => decode_cursor(c).ok_or_else(|| bad(format!("invalid cursor {c:?}")))?,
+    };
+    Ok((first, offset))
 }
 
 fn encode_cursor(n: usize) -> String {
