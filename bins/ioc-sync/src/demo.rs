@@ -57,13 +57,7 @@ pub async fn expected_iocs(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<BTreeSet<String>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/indicators", info.opencti_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/indicators", info.opencti_url)).await?;
     let now = chrono::Utc::now();
     let mut out = BTreeSet::new();
     for ind in v["indicators"].as_array().into_iter().flatten() {
@@ -87,13 +81,7 @@ pub async fn falcon_iocs(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<BTreeSet<String>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/iocs", info.falcon_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/iocs", info.falcon_url)).await?;
     Ok(v["iocs"]
         .as_array()
         .into_iter()
@@ -113,19 +101,24 @@ pub async fn falcon_iocs(
         .collect())
 }
 
+/// GET `url` (a sandbox control route) as JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
 /// The Falcon sandbox's request counts: the total and the sum over the routes `keep` selects.
 async fn request_counts(
     http: &reqwest::Client,
     info: &SandboxInfo,
     keep: impl Fn(&str) -> bool,
 ) -> anyhow::Result<(u64, u64)> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/requests", info.falcon_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/requests", info.falcon_url)).await?;
     let total = v["total"].as_u64().unwrap_or(0);
     let kept: u64 = v["routes"]
         .as_object()
@@ -292,13 +285,7 @@ async fn opencti_requests(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<(u64, u64)> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/requests", info.opencti_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/requests", info.opencti_url)).await?;
     let (mut graphql, mut all) = (0, 0);
     for (route, n) in v["requests"].as_object().into_iter().flatten() {
         let n = n.as_u64().unwrap_or(0);
@@ -318,13 +305,7 @@ async fn deployment_statuses(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/deployments", info.opencti_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/deployments", info.opencti_url)).await?;
     let mut out = BTreeMap::new();
     for d in v["deployments"].as_array().into_iter().flatten() {
         let status = d["deployment_status"].as_str().unwrap_or("?").to_owned();
@@ -404,13 +385,7 @@ pub async fn bench(indicators: usize, reporting: bool, reconcile: bool) -> anyho
     print_rss("connector peak RSS", rss);
     println!("summary                 {summary}");
     if actual != expected {
-        let v: serde_json::Value = http
-            .get(format!("{}/_sandbox/indicators", info.opencti_url))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let v = get_json(&http, format!("{}/_sandbox/indicators", info.opencti_url)).await?;
         for k in expected.symmetric_difference(&actual).take(5) {
             let value = k.split_once(':').map_or(k.as_str(), |(_, v)| v);
             let holders: Vec<String> = v["indicators"]
