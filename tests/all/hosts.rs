@@ -27,7 +27,13 @@ async fn hosts_stream_past_10000_and_groups() {
     assert_eq!(expected.len(), FLEET);
 
     // Ids: the scroll has no 10,000 ceiling; every host exactly once.
-    let ids: Vec<String> = client.hosts().ids(None).try_collect().await.expect("ids");
+    let ids: Vec<String> = client
+        .hosts()
+        .scroll()
+        .ids()
+        .try_collect()
+        .await
+        .expect("ids");
     assert_eq!(ids.len(), FLEET, "ids streamed");
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), FLEET, "an id was streamed twice");
@@ -52,7 +58,8 @@ async fn hosts_stream_past_10000_and_groups() {
     common::delete(format!("{}/_sandbox/requests", info.falcon_url)).await;
     let devices: Vec<falcon_sdk::hosts::Device> = client
         .hosts()
-        .stream(None)
+        .scroll()
+        .devices()
         .try_collect()
         .await
         .expect("stream");
@@ -88,7 +95,9 @@ async fn hosts_stream_past_10000_and_groups() {
         .count();
     let linux: Vec<String> = client
         .hosts()
-        .ids(Some(Fql::eq("platform_name", "Linux").to_string()))
+        .scroll()
+        .filter(Fql::eq("platform_name", "Linux"))
+        .ids()
         .try_collect()
         .await
         .expect("linux ids");
@@ -119,7 +128,9 @@ async fn hosts_stream_past_10000_and_groups() {
     let web_want = expected.values().filter(|h| h.starts_with("web-")).count();
     let web: Vec<String> = client
         .hosts()
-        .ids(Some(Fql::wildcard("hostname", "web-*").to_string()))
+        .scroll()
+        .filter(Fql::wildcard("hostname", "web-*"))
+        .ids()
         .try_collect()
         .await
         .expect("wildcard");

@@ -188,11 +188,12 @@ async fn ioc_lifecycle_against_the_store() {
         .send()
         .await
         .expect("delete ids");
-    assert_eq!(deleted, std::slice::from_ref(&id));
+    assert_eq!(deleted.deleted, std::slice::from_ref(&id));
+    assert!(deleted.failed.is_empty(), "{:?}", deleted.failed);
     assert_eq!(common::ioc_store(info).await.len(), 5);
     client
         .iocs()
-        .delete_filter(Fql::eq("type", "ipv6").to_string())
+        .delete_filter(Fql::eq("type", "ipv6"))
         .send()
         .await
         .expect("delete filter");
@@ -258,7 +259,7 @@ async fn ioc_batches_and_after_paging() {
     let query_ids: Vec<String> = client
         .iocs()
         .query()
-        .stream()
+        .ids()
         .try_collect()
         .await
         .expect("ids");

@@ -50,7 +50,7 @@ async fn an_operation_across_three_children_with_one_failing() {
     let results = TenantSet::new(&parent, cids.clone())
         .concurrency(2)
         .run(|client, cid| async move {
-            let hosts: Vec<_> = client.hosts().stream(None).try_collect().await?;
+            let hosts: Vec<_> = client.hosts().scroll().devices().try_collect().await?;
             // Every host listed belongs to that child: its own fleet.
             assert!(hosts.iter().all(|h| h.cid.as_deref() == Some(cid.as_str())));
             Ok((hosts.len(), client.token_fetches()))
@@ -67,7 +67,7 @@ async fn an_operation_across_three_children_with_one_failing() {
         }
     }
     // The parent's own fleet is untouched and its client minted no child token.
-    let parent_hosts: Vec<String> = parent.hosts().ids(None).try_collect().await.unwrap();
+    let parent_hosts: Vec<String> = parent.hosts().scroll().ids().try_collect().await.unwrap();
     assert_eq!(parent_hosts.len(), 30);
     assert_eq!(parent.token_fetches(), 1);
 

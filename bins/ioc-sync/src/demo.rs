@@ -57,13 +57,7 @@ pub async fn expected_iocs(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<BTreeSet<String>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/indicators", info.opencti_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/indicators", info.opencti_url)).await?;
     let now = chrono::Utc::now();
     let mut out = BTreeSet::new();
     for ind in v["indicators"].as_array().into_iter().flatten() {
@@ -87,13 +81,7 @@ pub async fn falcon_iocs(
     http: &reqwest::Client,
     info: &SandboxInfo,
 ) -> anyhow::Result<BTreeSet<String>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/iocs", info.falcon_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/iocs", info.falcon_url)).await?;
     Ok(v["iocs"]
         .as_array()
         .into_iter()
@@ -113,19 +101,24 @@ pub async fn falcon_iocs(
         .collect())
 }
 
+/// GET `url` (a sandbox control route) as JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
 /// The Falcon sandbox's request counts: the total and the sum over the routes `keep` selects.
 async fn request_counts(
     http: &reqwest::Client,
     info: &SandboxInfo,
     keep: impl Fn(&str) -> bool,
 ) -> anyhow::Result<(u64, u64)> {
-    let v: serde_json::Value = http
-        .get(format!("{}/_sandbox/requests", info.falcon_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let v = get_json(http, format!("{}/_sandbox/requests", info.falcon_url)).await?;
     let total = v["total"].as_u64().unwrap_or(0);
     let kept: u64 = v["routes"]
         .as_object()
@@ -239,51 +232,119 @@ pub async fn demo(indicators: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a child process of the benchmark printed and how long it took.
+struct ChildRun {
+    elapsed: Duration,
+    /// The last JSON line that is not the peak RSS one.
+    summary: serde_json::Value,
+    peak_rss_kb: Option<u64>,
+}
+
+/// Runs this binary with `args` and the connector environment `env`; its peak RSS is its own.
+async fn run_child(args: &[&str], env: &BTreeMap<String, String>) -> anyhow::Result<ChildRun> {
+    let exe = std::env::current_exe().context("locating the ioc-sync binary")?;
+    let started = Instant::now();
+    let out = tokio::process::Command::new(exe)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .env("IOC_SYNC_REPORT_PEAK_RSS", "1")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("running ioc-sync {}", args.join(" ")))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("ioc-sync {} exited with {}", args.join(" "), out.status);
+    }
+    let mut run = ChildRun {
+        elapsed,
+        summary: serde_json::Value::Null,
+        peak_rss_kb: None,
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            match v.get("peak_rss_kb") {
+                Some(kb) => run.peak_rss_kb = kb.as_u64(),
+                None => run.summary = v,
+            }
+        }
+    }
+    Ok(run)
+}
+
+fn print_rss(label: &str, kb: Option<u64>) {
+    match kb {
+        Some(kb) => println!("{label:<24}{:.1} MB (target < 64 MB)", kb as f64 / 1024.0),
+        None => println!("{label:<24}unknown (no /proc/self/status)"),
+    }
+}
+
+/// The OpenCTI simulator's request counts (control routes left out): GraphQL requests and all.
+async fn opencti_requests(
+    http: &reqwest::Client,
+    info: &SandboxInfo,
+) -> anyhow::Result<(u64, u64)> {
+    let v = get_json(http, format!("{}/_sandbox/requests", info.opencti_url)).await?;
+    let (mut graphql, mut all) = (0, 0);
+    for (route, n) in v["requests"].as_object().into_iter().flatten() {
+        let n = n.as_u64().unwrap_or(0);
+        if route.contains("/_sandbox/") {
+            continue;
+        }
+        all += n;
+        if route == "POST /graphql" {
+            graphql += n;
+        }
+    }
+    Ok((graphql, all))
+}
+
+/// Deployments the simulated platform holds, per status.
+async fn deployment_statuses(
+    http: &reqwest::Client,
+    info: &SandboxInfo,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let v = get_json(http, format!("{}/_sandbox/deployments", info.opencti_url)).await?;
+    let mut out = BTreeMap::new();
+    for d in v["deployments"].as_array().into_iter().flatten() {
+        let status = d["deployment_status"].as_str().unwrap_or("?").to_owned();
+        *out.entry(status).or_default() += 1;
+    }
+    Ok(out)
+}
+
 /// `ioc-sync bench`: the connector runs as a child process (`run --until-caught-up`) so that its peak
-/// RSS is its own, not the in-process sandbox's.
-pub async fn bench(indicators: usize) -> anyhow::Result<()> {
+/// RSS is its own, not the in-process sandbox's. With `reconcile`, a second child then runs one
+/// deployment reconciliation of what the sync reported.
+pub async fn bench(indicators: usize, reporting: bool, reconcile: bool) -> anyhow::Result<()> {
     println!(
         "Starting the sandbox with {indicators} indicators and a 6,000 requests/minute Falcon limit..."
     );
     let sb = start_sandbox(indicators).await?;
     let info = sb.info().clone();
     let dir = std::env::temp_dir().join(format!("ioc-sync-bench-{}", std::process::id()));
-    let env = sandbox_env(&info, &dir);
-    let exe = std::env::current_exe().context("locating the ioc-sync binary")?;
+    let mut env = sandbox_env(&info, &dir);
+    env.insert("DEPLOYMENT_REPORTING_ENABLED".into(), reporting.to_string());
+    let http = reqwest::Client::new();
+    let (graphql_before, opencti_before) = opencti_requests(&http, &info).await?;
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(watch_last_write(info.clone(), stopped));
-    let out = tokio::process::Command::new(exe)
-        .args(["run", "--until-caught-up"])
-        .env_clear()
-        .envs(&env)
-        .env("IOC_SYNC_REPORT_PEAK_RSS", "1")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("running the connector")?;
-    let elapsed = started.elapsed();
+    let child = run_child(&["run", "--until-caught-up"], &env).await;
     let _ = stop.send(true);
     let last_write = watcher.await.ok().flatten().map(|t| t - started);
-    if !out.status.success() {
-        bail!("the connector exited with {}", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut summary = serde_json::Value::Null;
-    let mut rss = None;
-    for line in stdout.lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if let Some(kb) = v.get("peak_rss_kb") {
-                rss = kb.as_u64();
-            } else {
-                summary = v;
-            }
-        }
-    }
-    let http = reqwest::Client::new();
+    let ChildRun {
+        elapsed,
+        summary,
+        peak_rss_kb: rss,
+    } = child?;
+    let (graphql, opencti) = opencti_requests(&http, &info).await?;
+    let (graphql, opencti) = (graphql - graphql_before, opencti - opencti_before);
     let (total, ioc) = falcon_requests(&http, &info).await?;
     let actual = falcon_iocs(&http, &info).await?;
     let expected = expected_iocs(&http, &info).await?;
+    let per_1000 = |n: u64| n as f64 * 1000.0 / indicators.max(1) as f64;
     println!("indicators              {indicators}");
     println!(
         "IOCs in Falcon          {} (expected {}, exact: {})",
@@ -305,24 +366,26 @@ pub async fn bench(indicators: usize) -> anyhow::Result<()> {
     }
     println!(
         "Falcon requests         {total} total, {ioc} IOC API = {:.2} per 1,000 indicators (target <= 15)",
-        ioc as f64 * 1000.0 / indicators.max(1) as f64
+        per_1000(ioc)
     );
-    match rss {
-        Some(kb) => println!(
-            "connector peak RSS      {:.1} MB (target < 64 MB)",
-            kb as f64 / 1024.0
-        ),
-        None => println!("connector peak RSS      unknown (no /proc/self/status)"),
+    println!(
+        "OpenCTI requests        {opencti} (stream included), {graphql} GraphQL = {:.2} per 1,000 indicators (target <= 3 with reporting on)",
+        per_1000(graphql)
+    );
+    println!(
+        "deployment reporting    {}",
+        if reporting { "on" } else { "off" }
+    );
+    if reporting {
+        println!(
+            "deployments             {:?}",
+            deployment_statuses(&http, &info).await?
+        );
     }
+    print_rss("connector peak RSS", rss);
     println!("summary                 {summary}");
     if actual != expected {
-        let v: serde_json::Value = http
-            .get(format!("{}/_sandbox/indicators", info.opencti_url))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let v = get_json(&http, format!("{}/_sandbox/indicators", info.opencti_url)).await?;
         for k in expected.symmetric_difference(&actual).take(5) {
             let value = k.split_once(':').map_or(k.as_str(), |(_, v)| v);
             let holders: Vec<String> = v["indicators"]
@@ -348,6 +411,26 @@ pub async fn bench(indicators: usize) -> anyhow::Result<()> {
             };
             println!("  {side} {k}: indicators with this value: {holders:?}");
         }
+    }
+    if reconcile {
+        let (graphql_before, _) = opencti_requests(&http, &info).await?;
+        let (falcon_before, _) = falcon_requests(&http, &info).await?;
+        let run = run_child(&["bench-reconcile-deployments"], &env).await?;
+        let (graphql_after, _) = opencti_requests(&http, &info).await?;
+        let (falcon_after, _) = falcon_requests(&http, &info).await?;
+        println!();
+        println!(
+            "reconciliation          {:.1} s, {} GraphQL and {} Falcon requests",
+            run.elapsed.as_secs_f64(),
+            graphql_after - graphql_before,
+            falcon_after - falcon_before
+        );
+        print_rss("reconciliation peak RSS", run.peak_rss_kb);
+        println!("reconciliation run      {}", run.summary["reconcile"]);
+        println!(
+            "deployments after       {:?}",
+            deployment_statuses(&http, &info).await?
+        );
     }
     sb.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -71,7 +71,18 @@ enum Command {
         /// Indicators generated in the simulated OpenCTI.
         #[arg(long, default_value_t = 100_000)]
         indicators: usize,
+        /// Dissemination assurance (DEPLOYMENT_REPORTING_ENABLED) during the sync.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        reporting: bool,
+        /// After the sync, time one deployment reconciliation of the platform's deployments
+        /// (needs --reporting true).
+        #[arg(long)]
+        reconcile: bool,
     },
+    /// One dissemination-assurance reconciliation now (the benchmark's child process).
+    #[cfg(feature = "demo")]
+    #[command(hide = true)]
+    BenchReconcileDeployments,
 }
 
 fn main() -> std::process::ExitCode {
@@ -222,9 +233,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         #[cfg(feature = "demo")]
-        Command::Bench { indicators } => {
+        Command::Bench {
+            indicators,
+            reporting,
+            reconcile,
+        } => {
             init_logging_plain("warn");
-            demo::bench(indicators).await?;
+            if reconcile && !reporting {
+                bail!("--reconcile needs --reporting true (no deployments are reported otherwise)");
+            }
+            demo::bench(indicators, reporting, reconcile).await?;
+            Ok(exit::OK)
+        }
+        #[cfg(feature = "demo")]
+        Command::BenchReconcileDeployments => {
+            init_logging_plain("warn");
+            let config = load_config(cli.config.as_deref())?;
+            let run = ioc_sync::reconcile_deployments(&config).await?;
+            println!("{}", serde_json::json!({"reconcile": format!("{run:?}")}));
+            println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
             Ok(exit::OK)
         }
     }

@@ -212,7 +212,7 @@ impl HostGroupQuery {
     }
 
     /// Every id (offset paging, up to the 10,000 ceiling).
-    pub fn stream(self) -> impl Stream<Item = Result<String>> + Send + 'static {
+    pub fn ids(self) -> impl Stream<Item = Result<String>> + Send + 'static {
         offset_stream(
             self.client,
             ApiRequest::get("/devices/queries/host-groups/v1"),
@@ -291,11 +291,11 @@ impl GroupMembers {
                 if let Some(user) = &this.params.filter {
                     f = f.and(Fql::raw(user.clone()));
                 }
-                let mut scroll = this.client.hosts().scroll().filter(f.to_string());
+                let mut scroll = this.client.hosts().scroll().filter(f);
                 if let Some(s) = &this.params.sort {
                     scroll = scroll.sort(s.clone());
                 }
-                scroll.stream().boxed()
+                scroll.ids().boxed()
             } else {
                 let template = this.template();
                 offset_stream(this.client, template, this.params, 5000).boxed()

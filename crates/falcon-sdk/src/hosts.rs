@@ -91,7 +91,7 @@ impl Hosts {
     }
 
     /// `GET /devices/queries/devices/v1`: one page of host ids by offset (offset + limit ≤ 10,000).
-    /// For every id without the ceiling use [`HostQuery::ids`] or [`Hosts::ids`].
+    /// For every id without the ceiling use [`HostQuery::ids`] or [`HostScroll::ids`].
     pub fn query(&self) -> HostQuery {
         HostQuery {
             client: self.client.clone(),
@@ -102,7 +102,8 @@ impl Hosts {
         }
     }
 
-    /// `GET /devices/queries/devices-scroll/v1`: one page of host ids with a scroll token.
+    /// `GET /devices/queries/devices-scroll/v1`: host ids with a scroll token, without the 10,000
+    /// ceiling. `.ids()` streams every id, `.devices()` every host as a full record.
     pub fn scroll(&self) -> HostScroll {
         HostScroll {
             client: self.client.clone(),
@@ -113,47 +114,11 @@ impl Hosts {
         }
     }
 
-    /// Every host id matching `filter` (FQL), scrolling page by page (no 10,000 ceiling).
-    pub fn ids(
-        &self,
-        filter: Option<String>,
-    ) -> impl Stream<Item = Result<String>> + Send + 'static + use<> {
-        let mut q = self.scroll();
-        q.filter = filter;
-        q.stream()
-    }
-
     /// `POST /devices/entities/devices/v2`: details of `ids`, split into requests of at most 5,000 ids.
     /// Unknown ids are simply absent from the result.
     pub async fn details<S: AsRef<str>>(&self, ids: &[S]) -> Result<Vec<Device>> {
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
         device_details(&self.client, &ids).await
-    }
-
-    /// Every host matching `filter`, as full records: scrolls ids and fetches details per page.
-    pub fn stream(
-        &self,
-        filter: Option<String>,
-    ) -> impl Stream<Item = Result<Device>> + Send + 'static + use<> {
-        let client = self.client.clone();
-        let limit = client.settings().host_page_size;
-        let state = ScrollState {
-            filter,
-            sort: None,
-            limit,
-            token: None,
-            seen: 0,
-        };
-        paged(state, move |st: ScrollState| {
-            let client = client.clone();
-            async move {
-                let (ids, next) = scroll_page(&client, st).await?;
-                let devices =
-                    device_details(&client, &ids.iter().map(String::as_str).collect::<Vec<_>>())
-                        .await?;
-                Ok((devices, next))
-            }
-        })
     }
 
     /// `GET /devices/combined/devices/v1`: full records, paged with the `next` token.
@@ -234,7 +199,7 @@ impl HostQuery {
             limit: None,
             offset: None,
         }
-        .stream()
+        .ids()
     }
 }
 
@@ -314,19 +279,37 @@ impl HostScroll {
             .query_opt("offset", self.offset);
         Ok(Page::from_envelope(self.client.send_envelope(req).await?))
     }
-    /// Every id from this point on, page by page.
-    pub fn stream(self) -> impl Stream<Item = Result<String>> + Send + 'static {
-        let client = self.client;
-        let state = ScrollState {
-            limit: self.limit.unwrap_or(client.settings().host_page_size),
-            filter: self.filter,
-            sort: self.sort,
-            token: self.offset,
+    fn state(&self) -> ScrollState {
+        ScrollState {
+            limit: self.limit.unwrap_or(self.client.settings().host_page_size),
+            filter: self.filter.clone(),
+            sort: self.sort.clone(),
+            token: self.offset.clone(),
             seen: 0,
-        };
+        }
+    }
+    /// Every matching host id from this point on, page by page.
+    pub fn ids(self) -> impl Stream<Item = Result<String>> + Send + 'static {
+        let state = self.state();
+        let client = self.client;
         paged(state, move |st| {
             let client = client.clone();
             async move { scroll_page(&client, st).await }
+        })
+    }
+    /// Every matching host as a full record: scrolls ids and fetches the details of each page.
+    pub fn devices(self) -> impl Stream<Item = Result<Device>> + Send + 'static {
+        let state = self.state();
+        let client = self.client;
+        paged(state, move |st: ScrollState| {
+            let client = client.clone();
+            async move {
+                let (ids, next) = scroll_page(&client, st).await?;
+                let devices =
+                    device_details(&client, &ids.iter().map(String::as_str).collect::<Vec<_>>())
+                        .await?;
+                Ok((devices, next))
+            }
         })
     }
 }

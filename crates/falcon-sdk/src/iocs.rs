@@ -375,7 +375,8 @@ impl IndicatorUpdate {
 /// One item Falcon (or local validation) rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemError {
-    /// Index of the item in the vector given to `create`/`update`, when it could be matched.
+    /// Index of the item in the vector given to `create`/`update`/`delete_ids`, when it could be
+    /// matched.
     pub index: Option<usize>,
     /// IOC id (updates).
     pub id: Option<String>,
@@ -404,6 +405,18 @@ pub struct WriteReport {
     /// IOCs as Falcon stored them.
     pub written: Vec<Indicator>,
     /// Rejected items.
+    pub failed: Vec<ItemError>,
+    /// HTTP requests made.
+    pub requests: usize,
+}
+
+/// Outcome of a delete: what Falcon deleted and what it did not, id by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteReport {
+    /// Ids Falcon reports deleted (`resources`).
+    pub deleted: Vec<String>,
+    /// Ids not deleted: named in `errors[]`, or requested and absent from `resources`. For a delete by
+    /// ids, `index` is the position in the slice given to [`Iocs::delete_ids`].
     pub failed: Vec<ItemError>,
     /// HTTP requests made.
     pub requests: usize,
@@ -657,7 +670,12 @@ async fn create_batch(
             crate::transport::decode_slice(&endpoint, &bytes)?;
         let (written, mut failed) = split_resources(env.resources, &endpoint)?;
         if status == StatusCode::BAD_REQUEST && failed.is_empty() {
-            return Err(bad_request(env.errors, env.meta.trace_id, endpoint));
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                env.errors,
+                env.meta.trace_id,
+                endpoint,
+            ));
         }
         // Match reports back to the caller's items by (type, value).
         let key = |t: &str, v: &str| (t.to_ascii_lowercase(), v.to_ascii_lowercase());
@@ -704,13 +722,14 @@ async fn create_batch(
     Ok(())
 }
 
-fn bad_request(
+fn api_error(
+    status: StatusCode,
     errors: Vec<crate::ApiErrorItem>,
     trace_id: Option<String>,
     endpoint: String,
 ) -> Error {
     Error::Api {
-        status: StatusCode::BAD_REQUEST,
+        status,
         retry_after: None,
         detail: Box::new(crate::ApiErrorDetail {
             errors,
@@ -783,7 +802,12 @@ impl UpdateIocs {
                     crate::transport::decode_slice(&endpoint, &bytes)?;
                 let (written, mut failed) = split_resources(env.resources, &endpoint)?;
                 if status == StatusCode::BAD_REQUEST && failed.is_empty() {
-                    return Err(bad_request(env.errors, env.meta.trace_id, endpoint.clone()));
+                    return Err(api_error(
+                        StatusCode::BAD_REQUEST,
+                        env.errors,
+                        env.meta.trace_id,
+                        endpoint.clone(),
+                    ));
                 }
                 for f in &mut failed {
                     if let Some(id) = &f.id {
@@ -837,10 +861,15 @@ impl DeleteIocs {
         self
     }
 
-    /// Sends the delete(s); returns the ids Falcon reports deleted (`resources`).
-    pub async fn send(self) -> Result<Vec<String>> {
+    /// Sends the delete(s) (requests of 200 ids) and reports, id by id, what Falcon deleted and what
+    /// it did not. An id Falcon neither lists in `resources` nor names in `errors[]` is reported failed
+    /// ("not reported deleted"): it may still exist, so the caller must not count it as gone.
+    ///
+    /// A request that fails after earlier ones succeeded returns [`Error::Partial`], as
+    /// [`CreateIocs::send`] and [`UpdateIocs::send`] do.
+    pub async fn send(self) -> Result<DeleteReport> {
         const PATH: &str = "/iocs/entities/indicators/v1";
-        let mut out = Vec::new();
+        let mut report = DeleteReport::default();
         match self.target {
             DeleteTarget::Filter(f) => {
                 if f.trim().is_empty() {
@@ -851,21 +880,96 @@ impl DeleteIocs {
                 let req = ApiRequest::delete(PATH)
                     .query("filter", f)
                     .query_opt("comment", self.comment.as_ref());
-                let env: Envelope<Vec<String>> = self.client.send_envelope(req).await?;
-                out.extend(env.resources);
+                let env = send_delete(&self.client, req).await?;
+                report.requests += 1;
+                report.deleted.extend(env.resources);
+                report
+                    .failed
+                    .extend(env.errors.into_iter().map(|e| ItemError {
+                        index: None,
+                        id: e.id,
+                        ioc_type: None,
+                        value: None,
+                        message_type: Some("error".into()),
+                        message: e.message,
+                        code: e.code,
+                    }));
             }
             DeleteTarget::Ids(ids) => {
-                for chunk in ids.chunks(IDS_PER_QUERY) {
+                let total = ids.len().div_ceil(IDS_PER_QUERY);
+                for (n, chunk) in ids.chunks(IDS_PER_QUERY).enumerate() {
                     let req = ApiRequest::delete(PATH)
                         .query_all("ids", chunk)
                         .query_opt("comment", self.comment.as_ref());
-                    let env: Envelope<Vec<String>> = self.client.send_envelope(req).await?;
-                    out.extend(env.resources);
+                    let env = match send_delete(&self.client, req).await {
+                        Ok(env) => env,
+                        Err(e) if n == 0 => return Err(e),
+                        Err(e) => {
+                            return Err(Error::Partial {
+                                completed: n,
+                                total,
+                                source: Box::new(e),
+                            });
+                        }
+                    };
+                    report.requests += 1;
+                    delete_outcome(&mut report, n * IDS_PER_QUERY, chunk, env);
                 }
             }
         }
-        Ok(out)
+        Ok(report)
     }
+}
+
+/// Sends one delete. A 404 whose `errors[]` name ids (every id unknown) is an answer, not a failure:
+/// its ids become items of the report.
+async fn send_delete(client: &FalconClient, req: ApiRequest) -> Result<Envelope<Vec<String>>> {
+    let req = req.accept_status(StatusCode::NOT_FOUND);
+    let endpoint = req.endpoint();
+    let resp = client.execute(req).await?;
+    let status = resp.status();
+    let bytes = read_body(client, &endpoint, resp).await?;
+    let env: Envelope<Vec<String>> = crate::transport::decode_slice(&endpoint, &bytes)?;
+    if status == StatusCode::NOT_FOUND && !env.errors.iter().any(|e| e.id.is_some()) {
+        return Err(api_error(status, env.errors, env.meta.trace_id, endpoint));
+    }
+    Ok(env)
+}
+
+/// Sorts the ids of one delete request into deleted and failed; `base` is the index of `chunk[0]`.
+fn delete_outcome(
+    report: &mut DeleteReport,
+    base: usize,
+    chunk: &[String],
+    env: Envelope<Vec<String>>,
+) {
+    let deleted: std::collections::HashSet<&str> =
+        env.resources.iter().map(String::as_str).collect();
+    let mut errors: HashMap<&str, &crate::ApiErrorItem> = HashMap::new();
+    for e in &env.errors {
+        if let Some(id) = e.id.as_deref() {
+            errors.entry(id).or_insert(e);
+        }
+    }
+    for (i, id) in chunk.iter().enumerate() {
+        if deleted.contains(id.as_str()) {
+            continue;
+        }
+        let (message, code) = match errors.get(id.as_str()) {
+            Some(e) => (e.message.clone(), e.code),
+            None => ("not reported deleted by Falcon".to_string(), None),
+        };
+        report.failed.push(ItemError {
+            index: Some(base + i),
+            id: Some(id.clone()),
+            ioc_type: None,
+            value: None,
+            message_type: Some("error".into()),
+            message,
+            code,
+        });
+    }
+    report.deleted.extend(env.resources);
 }
 
 /// Builder of an IOC query (`T = String`) or combined listing (`T = Indicator`).
@@ -951,7 +1055,7 @@ where
 
     /// Every result, following `after` (no 10,000 ceiling). Ends on an empty page, a missing or repeated
     /// cursor, or when `total` is reached.
-    pub fn stream(self) -> impl Stream<Item = Result<T>> + Send + 'static {
+    fn all(self) -> impl Stream<Item = Result<T>> + Send + 'static {
         let first = self.after.clone();
         paged(
             (first, 0u64),
@@ -974,5 +1078,21 @@ where
                 }
             },
         )
+    }
+}
+
+impl IocList<String> {
+    /// Every matching IOC id, following `after` (no 10,000 ceiling). Ends on an empty page, a missing
+    /// or repeated cursor, or when `total` is reached.
+    pub fn ids(self) -> impl Stream<Item = Result<String>> + Send + 'static {
+        self.all()
+    }
+}
+
+impl IocList<Indicator> {
+    /// Every matching IOC, following `after` (no 10,000 ceiling). Ends on an empty page, a missing or
+    /// repeated cursor, or when `total` is reached.
+    pub fn stream(self) -> impl Stream<Item = Result<Indicator>> + Send + 'static {
+        self.all()
     }
 }

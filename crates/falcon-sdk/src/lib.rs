@@ -35,7 +35,7 @@
 //! use futures::TryStreamExt;
 //!
 //! let filter = Fql::eq("platform_name", "Windows");
-//! let mut hosts = std::pin::pin!(client.hosts().stream(Some(filter.into())));
+//! let mut hosts = std::pin::pin!(client.hosts().scroll().filter(filter).devices());
 //! while let Some(device) = hosts.try_next().await? {
 //!     println!("{} {}", device.device_id, device.hostname.unwrap_or_default());
 //! }

@@ -295,6 +295,7 @@ impl IocStore for FalconStore {
             .comment(COMMENT_WITHDRAW)
             .send()
             .await
+            .map(|report| report.deleted)
             .map_err(|e| sdk("delete", e))
     }
 

@@ -65,9 +65,12 @@ fn queued_pending(c: &falcon_sdk::rtr::QueuedCommand) -> bool {
 
 impl FalconApi for SdkApi {
     async fn host_ids(&self, filter: Option<String>) -> Result<Vec<String>> {
-        self.client
-            .hosts()
-            .ids(filter)
+        let mut scroll = self.client.hosts().scroll();
+        if let Some(f) = filter {
+            scroll = scroll.filter(f);
+        }
+        scroll
+            .ids()
             .try_collect()
             .await
             .map_err(|e| falcon_error("query hosts", e))

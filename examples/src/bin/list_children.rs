@@ -29,7 +29,7 @@ async fn run() -> anyhow::Result<bool> {
     let counts = TenantSet::new(&parent, names.keys().cloned())
         .concurrency(4)
         .run(|client, _| async move {
-            let ids: Vec<String> = client.hosts().ids(None).try_collect().await?;
+            let ids: Vec<String> = client.hosts().scroll().ids().try_collect().await?;
             Ok(ids.len())
         })
         .await;

@@ -23,7 +23,7 @@ fn client() -> anyhow::Result<FalconClient> {
 
 async fn run() -> anyhow::Result<()> {
     let client = client()?;
-    let mut hosts = std::pin::pin!(client.hosts().stream(None));
+    let mut hosts = std::pin::pin!(client.hosts().scroll().devices());
     let mut n = 0usize;
     while let Some(d) = hosts.try_next().await.context("listing hosts")? {
         println!("{} {}", d.device_id, d.hostname.as_deref().unwrap_or("-"));

@@ -66,10 +66,11 @@ async fn host_ids_stream_crosses_the_10000_boundary() {
         .expect(3)
         .mount(&server)
         .await;
-    let filter = falcon_sdk::fql::Fql::eq("platform_name", "Windows").to_string();
     let ids: Vec<String> = client
         .hosts()
-        .ids(Some(filter))
+        .scroll()
+        .filter(falcon_sdk::fql::Fql::eq("platform_name", "Windows"))
+        .ids()
         .try_collect()
         .await
         .unwrap();
@@ -136,7 +137,13 @@ async fn host_stream_hides_ids_then_entities() {
         .expect(2)
         .mount(&server)
         .await;
-    let devices: Vec<_> = client.hosts().stream(None).try_collect().await.unwrap();
+    let devices: Vec<_> = client
+        .hosts()
+        .scroll()
+        .devices()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(devices.len(), 7_000);
     assert_eq!(*sizes.lock().unwrap(), vec![5000, 2000]);
 }

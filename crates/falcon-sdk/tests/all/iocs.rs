@@ -180,15 +180,103 @@ async fn delete_by_filter_and_by_ids_with_comment() {
         falcon_sdk::fql::Fql::eq("source", "feed").and(falcon_sdk::fql::Fql::eq("expired", true));
     let deleted = client
         .iocs()
-        .delete_filter(f.to_string())
+        .delete_filter(f)
         .comment("cleanup")
         .send()
         .await
         .unwrap();
-    assert_eq!(deleted, ["x", "y"]);
+    assert_eq!(deleted.deleted, ["x", "y"]);
+    assert_eq!((deleted.failed.len(), deleted.requests), (0, 1));
     let deleted = client.iocs().delete_ids(&["a", "b"]).send().await.unwrap();
-    assert_eq!(deleted, ["a", "b"]);
+    assert_eq!(deleted.deleted, ["a", "b"]);
+    assert!(deleted.failed.is_empty());
     assert!(client.iocs().delete_filter(" ").send().await.is_err());
+}
+
+#[tokio::test]
+async fn delete_reports_the_ids_falcon_did_not_delete() {
+    let (server, client) = setup().await;
+    let mut body = envelope(json!(["a"]));
+    body["errors"] = json!([{"code": 404, "message": "Could not find indicator", "id": "b"}]);
+    Mock::given(method("DELETE"))
+        .and(path(ENTITIES))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let report = client
+        .iocs()
+        .delete_ids(&["a", "b", "c"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, ["a"]);
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .map(|f| (f.index, f.id.as_deref(), f.code, f.message.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (Some(1), Some("b"), Some(404), "Could not find indicator"),
+            (Some(2), Some("c"), None, "not reported deleted by Falcon"),
+        ]
+    );
+
+    // Every id unknown: a 404 naming the ids is a report, not an error.
+    server.reset().await;
+    mount_token(&server, 1799, None).await;
+    let mut body = envelope(json!([]));
+    body["errors"] = json!([{"code": 404, "message": "Indicator z not found", "id": "z"}]);
+    Mock::given(method("DELETE"))
+        .and(path(ENTITIES))
+        .respond_with(ResponseTemplate::new(404).set_body_json(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let report = client.iocs().delete_ids(&["z"]).send().await.unwrap();
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].id.as_deref(), Some("z"));
+}
+
+#[tokio::test]
+async fn a_delete_failing_after_the_first_request_is_partial() {
+    let (server, client) = setup().await;
+    let ids: Vec<String> = (0..250).map(|i| format!("id{i:03}")).collect();
+    Mock::given(method("DELETE"))
+        .and(path(ENTITIES))
+        .and(query_param("ids", "id000"))
+        .respond_with(|req: &Request| {
+            let ids: Vec<String> = req
+                .url
+                .query_pairs()
+                .filter(|(k, _)| k == "ids")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            ResponseTemplate::new(200).set_body_json(envelope(json!(ids)))
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(ENTITIES))
+        .and(query_param("ids", "id200"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "meta": {}, "resources": null,
+            "errors": [{"code": 400, "message": "bad request"}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client.iocs().delete_ids(&ids).send().await.unwrap_err();
+    match err {
+        falcon_sdk::Error::Partial {
+            completed, total, ..
+        } => assert_eq!((completed, total), (1, 2)),
+        other => panic!("expected a partial failure, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -225,7 +313,7 @@ async fn ioc_pagination_crosses_10000_with_after() {
         .iocs()
         .query()
         .filter("source:'feed'")
-        .stream()
+        .ids()
         .try_collect()
         .await
         .unwrap();

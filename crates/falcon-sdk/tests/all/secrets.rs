@@ -158,8 +158,8 @@ fn client_and_streams_can_cross_threads() {
         .build()
         .unwrap();
     send_sync_clone(&client);
-    send_static(&client.hosts().stream(None));
-    send_static(&client.hosts().ids(None));
+    send_static(&client.hosts().scroll().devices());
+    send_static(&client.hosts().scroll().ids());
     send_static(&client.iocs().combined().stream());
     send_static(&client.alerts().query().ids());
     send_static(&client.host_groups().members("g").devices());

@@ -511,14 +511,18 @@ impl Deployments {
         Ok(sighting_json(s))
     }
 
-    /// `stixCoreRelationships(relationship_type: ["deployed-on"], toId, filters)`: the matching
-    /// records in creation order (those whose indicator was deleted are gone with it).
+    /// `stixCoreRelationships(relationship_type: ["deployed-on"], toId, filters)`: the number of
+    /// matching records and the page `offset..offset + first` of them, in creation order (those
+    /// whose indicator was deleted are gone with it). Only the page is rendered, so reading every
+    /// page of a large platform costs O(records) per page, not O(records) renderings.
     pub(crate) fn list(
         &self,
         store: &Store,
         to: &[String],
         statuses: Option<&[String]>,
-    ) -> Vec<Value> {
+        offset: usize,
+        first: usize,
+    ) -> (usize, Vec<Value>) {
         let g = self.lock();
         let plats: Vec<String> = to
             .iter()
@@ -531,14 +535,21 @@ impl Deployments {
             .filter(|d| statuses.is_none_or(|s| s.contains(&d.status)))
             .collect();
         deps.sort_by_key(|d| d.seq);
-        deps.into_iter()
-            .filter_map(|d| {
-                let ind = store.get(&d.indicator)?;
+        let live: Vec<(&Dep, _)> = deps
+            .into_iter()
+            .filter_map(|d| Some((d, store.get(&d.indicator)?)))
+            .collect();
+        let page = live
+            .iter()
+            .skip(offset)
+            .take(first)
+            .map(|(d, ind)| {
                 let mut v = dep_json(d);
                 v["from"] = ind.to_node(&store.refs);
-                Some(v)
+                v
             })
-            .collect()
+            .collect();
+        (live.len(), page)
     }
 
     /// "Deploy again" (§3.8).

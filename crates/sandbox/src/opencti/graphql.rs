@@ -917,15 +917,14 @@ fn deployed_on(app: &App, args: &Map<String, Value>) -> Result<Value, Resolve> {
             }
         }
     }
-    let all = app.deployments.list(&app.store, &to, statuses.as_deref());
     let (first, offset) = page_args(args)?;
-    let total = all.len();
-    let edges: Vec<Value> = all
+    let (total, page) = app
+        .deployments
+        .list(&app.store, &to, statuses.as_deref(), offset, first);
+    let edges: Vec<Value> = page
         .into_iter()
         .enumerate()
-        .skip(offset)
-        .take(first)
-        .map(|(k, node)| json!({"cursor": encode_cursor(k + 1), "node": node}))
+        .map(|(k, node)| json!({"cursor": encode_cursor(offset + k + 1), "node": node}))
         .collect();
     let end = offset + edges.len();
     Ok(json!({
