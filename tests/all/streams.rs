@@ -112,8 +112,15 @@ async fn start_latest_and_resume_after_a_persisted_offset() {
                 .stream(),
         );
         let first = tail.next();
+        // Inject only once the tail's feed request has reached the sandbox, which fixes "latest" there (an
+        // event, not a delay: a loaded machine may take any time to connect).
         let injector = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            while common::falcon_requests(info, "GET /sensors/entities/datafeed/v1/{partition}")
+                .await
+                == 0
+            {
+                tokio::task::yield_now().await;
+            }
             inject(info, 1).await;
         };
         let (ev, ()) = tokio::join!(first, injector);
