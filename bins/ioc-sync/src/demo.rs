@@ -415,7 +415,7 @@ pub async fn bench(indicators: usize, reporting: bool, reconcile: bool) -> anyho
     if reconcile {
         let (graphql_before, _) = opencti_requests(&http, &info).await?;
         let (falcon_before, _) = falcon_requests(&http, &info).await?;
-        let run = run_child(&["bench-reconcile-deployments"], &env).await?;
+        let run = run_child(&["reconcile-deployments"], &env).await?;
         let (graphql_after, _) = opencti_requests(&http, &info).await?;
         let (falcon_after, _) = falcon_requests(&http, &info).await?;
         println!();
@@ -426,7 +426,10 @@ pub async fn bench(indicators: usize, reporting: bool, reconcile: bool) -> anyho
             falcon_after - falcon_before
         );
         print_rss("reconciliation peak RSS", run.peak_rss_kb);
-        println!("reconciliation run      {}", run.summary["reconcile"]);
+        println!(
+            "reconciliation run      {}",
+            run.summary["reconcile_deployments"]
+        );
         println!(
             "deployments after       {:?}",
             deployment_statuses(&http, &info).await?

@@ -53,6 +53,12 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Run one dissemination-assurance reconciliation and hit collection now; print what it did as JSON.
+    ///
+    /// The platform's deployments are compared with what Falcon holds ("Deploy again" and "Remove
+    /// from this platform" included), then the hits are read. The running service does the same
+    /// every DEPLOYMENT_RECONCILIATION_INTERVAL minutes. Exit 1 when the run was skipped.
+    ReconcileDeployments,
     /// Check the configuration and connectivity (OpenCTI, live stream, Falcon), with a verdict for each.
     Check,
     /// Read STIX indicators (a bundle, an array, one object or JSON lines) on stdin and print the IOCs
@@ -79,10 +85,6 @@ enum Command {
         #[arg(long)]
         reconcile: bool,
     },
-    /// One dissemination-assurance reconciliation now (the benchmark's child process).
-    #[cfg(feature = "demo")]
-    #[command(hide = true)]
-    BenchReconcileDeployments,
 }
 
 fn main() -> std::process::ExitCode {
@@ -245,14 +247,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             demo::bench(indicators, reporting, reconcile).await?;
             Ok(exit::OK)
         }
-        #[cfg(feature = "demo")]
-        Command::BenchReconcileDeployments => {
-            init_logging_plain("warn");
+        Command::ReconcileDeployments => {
             let config = load_config(cli.config.as_deref())?;
             let run = ioc_sync::reconcile_deployments(&config).await?;
-            println!("{}", serde_json::json!({"reconcile": format!("{run:?}")}));
-            println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
-            Ok(exit::OK)
+            println!("{}", serde_json::json!({ "reconcile_deployments": &run }));
+            if std::env::var_os("IOC_SYNC_REPORT_PEAK_RSS").is_some() {
+                println!("{}", serde_json::json!({"peak_rss_kb": peak_rss_kb()}));
+            }
+            match run.skipped {
+                Some(why) => bail!("no deployment reconciliation: {why}"),
+                None => Ok(exit::OK),
+            }
         }
     }
 }

@@ -340,6 +340,51 @@ pub struct ExistingIoc {
     pub applied_globally: Option<bool>,
 }
 
+impl ExistingIoc {
+    /// The IOC Falcon holds once `d` is created with id `id` (what a lookup would return).
+    pub fn from_desired(d: &DesiredIoc, id: String) -> ExistingIoc {
+        ExistingIoc {
+            id,
+            key: d.key.clone(),
+            action: Some(d.action.as_str().to_owned()),
+            mobile_action: Some(d.mobile_action.as_str().to_owned()),
+            severity: d.severity.map(|s| s.as_str().to_owned()),
+            platforms: d.platforms.clone().unwrap_or_default(),
+            tags: d.tags.clone().unwrap_or_default(),
+            description: d.description.clone(),
+            expiration: d.expiration.as_deref().and_then(mapping::parse_time),
+            applied_globally: Some(d.applied_globally),
+        }
+    }
+
+    /// This IOC once `u` (an update of it) is written: the fields the update sets replace the
+    /// ones it had.
+    pub fn updated(&self, u: &IocUpdate) -> ExistingIoc {
+        let mut e = self.clone();
+        e.tags = u.tags.clone();
+        if let Some(a) = u.action {
+            e.action = Some(a.as_str().to_owned());
+            e.mobile_action = Some(a.as_str().to_owned());
+        }
+        if let Some(s) = u.severity {
+            e.severity = Some(s.as_str().to_owned());
+        }
+        if let Some(p) = &u.platforms {
+            e.platforms = p.clone();
+        }
+        if let Some(d) = &u.description {
+            e.description = Some(d.clone());
+        }
+        if let Some(x) = u.expiration.as_deref().and_then(mapping::parse_time) {
+            e.expiration = Some(x);
+        }
+        if u.full {
+            e.applied_globally = Some(true);
+        }
+        e
+    }
+}
+
 /// An IOC update (PATCH item): the id and every writable field the connector manages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IocUpdate {

@@ -809,7 +809,7 @@ pub mod settings {
         "security_platform.type",
         Value("EDR"),
         Kind::Text,
-        "its `security_platform_type` (open vocabulary: `EDR`, `XDR`, `SIEM`, …)",
+        "its `security_platform_type` (open vocabulary: `EDR`, `XDR`, `SIEM`, …); set but empty: none is sent, as upstream",
     );
     pub const SECURITY_PLATFORM_ID: Setting = setting(
         &["SECURITY_PLATFORM_ID"],
@@ -987,6 +987,20 @@ impl Sources<'_> {
 
     fn text(&self, k: &Setting) -> Option<String> {
         self.value(k).map(|f| f.trimmed().to_string())
+    }
+
+    /// Like [`Self::text`], except that a setting given but empty is none (not its default), as
+    /// the Python connector reads `SECURITY_PLATFORM_TYPE`.
+    fn text_or_blank(&self, k: &Setting) -> Option<String> {
+        let given = k
+            .env
+            .iter()
+            .find_map(|name| self.env.get(*name))
+            .or_else(|| self.yaml.get(k.yaml));
+        match given {
+            Some(v) if v.trim().is_empty() => None,
+            _ => self.text(k),
+        }
     }
 
     fn bool(&self, k: &Setting) -> Result<bool, ConfigError> {
@@ -1294,7 +1308,7 @@ impl Config {
             reconciliation_interval: (minutes > 0).then(|| Duration::from_secs(minutes * 60)),
             hits_enabled: s.bool(&HITS_REPORTING_ENABLED)?,
             platform_name,
-            platform_type: s.text(&SECURITY_PLATFORM_TYPE),
+            platform_type: s.text_or_blank(&SECURITY_PLATFORM_TYPE),
             platform_id: s.text(&SECURITY_PLATFORM_ID),
         };
 
@@ -1844,6 +1858,17 @@ mod tests {
         env.insert("DEPLOYMENT_RECONCILIATION_INTERVAL".into(), "-1".into());
         let e = Config::load(&env, None).unwrap_err().to_string();
         assert!(e.contains("DEPLOYMENT_RECONCILIATION_INTERVAL"), "{e}");
+        // An empty platform type sends none (upstream: empty -> null), unset keeps `EDR`.
+        let mut env = minimal();
+        env.insert("SECURITY_PLATFORM_TYPE".into(), " ".into());
+        let (c, _) = Config::load(&env, None).unwrap();
+        assert_eq!(c.assurance.platform_type, None);
+        let (c, _) = Config::load(&minimal(), Some("security_platform:\n  type: ''\n")).unwrap();
+        assert_eq!(c.assurance.platform_type, None);
+        let mut env = minimal();
+        env.insert("SECURITY_PLATFORM_TYPE".into(), "XDR".into());
+        let (c, _) = Config::load(&env, None).unwrap();
+        assert_eq!(c.assurance.platform_type.as_deref(), Some("XDR"));
     }
 
     #[test]

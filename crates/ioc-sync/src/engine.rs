@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::assurance::report::{Held, Holdings};
 use crate::batch::{self, Batch, ChangeRef, EventAction, ExistingIoc, Intent, IocUpdate, Plan};
 use crate::deadletter::{DeadLetter, DeadLetterFile};
 use crate::error::{Error, chain};
@@ -123,6 +124,8 @@ pub struct ItemFailure {
 pub struct WriteOutcome {
     /// Indexes (in the request) of the items Falcon reports written.
     pub written: Vec<usize>,
+    /// Falcon ids of written items, by index, when the answer carries them (a create's id).
+    pub ids: HashMap<usize, String>,
     /// The items Falcon refused.
     pub failed: Vec<ItemFailure>,
 }
@@ -374,11 +377,10 @@ pub(crate) struct Engine<S> {
     stats: Arc<Stats>,
     /// Dissemination assurance: reports after each batch (none: off, or a dry run).
     assurance: Option<Arc<crate::assurance::runtime::SharedAssurance>>,
-    /// Falcon's reasons for the keys dead-lettered in the batch being written.
-    reasons: std::sync::Mutex<HashMap<IocKey, String>>,
-    /// Keys the batch being written deletes or soft-deletes.
-    withdrawn: std::sync::Mutex<HashSet<IocKey>>,
 }
+
+/// The keys whose changes were dead-lettered, with Falcon's reason: a retry of the batch skips them.
+pub(crate) type Dead = HashMap<IocKey, String>;
 
 impl<S: IocStore> Engine<S> {
     /// An engine writing to `store`; the state is saved to `state_file` after each batch (none: not
@@ -401,8 +403,6 @@ impl<S: IocStore> Engine<S> {
             state_file,
             stats: Arc::new(Stats::default()),
             assurance: None,
-            reasons: std::sync::Mutex::new(HashMap::new()),
-            withdrawn: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -426,11 +426,10 @@ impl<S: IocStore> Engine<S> {
     }
 
     /// One report per indicator of a written batch, queued and delivered within the assurance's
-    /// bound: the owned IOCs are looked up again, so only what Falcon holds is reported. Never fails:
-    /// a failed lookup leaves the batch unreported (the next reconciliation confirms it).
-    async fn report_batch(&self, batch: &Batch) {
-        let reasons = std::mem::take(&mut *self.reasons.lock().expect("reasons lock"));
-        let withdrawn = std::mem::take(&mut *self.withdrawn.lock().expect("withdrawn lock"));
+    /// bound. Built from what Falcon answered to the writes (`held`); only the IOCs the answers
+    /// leave unknown are read back. Never fails: a failed read-back leaves the batch unreported
+    /// (the next reconciliation confirms it).
+    async fn report_batch(&self, batch: &Batch, mut held: Holdings, dead: &Dead) {
         let Some(a) = &self.assurance else { return };
         if self.opts.dry_run {
             return;
@@ -439,26 +438,38 @@ impl<S: IocStore> Engine<S> {
         let keys: Vec<IocKey> = pending
             .iter()
             .filter(|p| p.changes.iter().any(|c| c.indicator_id.is_some()))
+            .filter(|p| !dead.contains_key(&p.key))
             .map(|p| p.key.clone())
             .collect();
-        if keys.is_empty() {
+        if keys.is_empty() && dead.is_empty() {
             return;
         }
-        let after = match self.lookup_all(&keys).await {
-            Ok((found, _)) => found,
-            Err(e) => {
-                warn!(reason = %chain(&e), "cannot read the written IOCs back; this batch is not reported (reconciliation will)");
-                return;
-            }
-        };
-        let reports = crate::assurance::report::batch_reports(
-            &pending,
-            &after,
-            &reasons,
-            &withdrawn,
-            chrono::Utc::now(),
-        );
+        if let Err(e) = self.read_back(&mut held, &keys).await {
+            warn!(reason = %chain(&e), "cannot read the written IOCs back; this batch is not reported (reconciliation will)");
+            return;
+        }
+        let reports =
+            crate::assurance::report::batch_reports(&pending, &held, dead, chrono::Utc::now());
         a.submit(reports).await;
+    }
+
+    /// Looks up the IOCs among `keys` whose state the write answers left unknown.
+    pub(crate) async fn read_back(
+        &self,
+        held: &mut Holdings,
+        keys: &[IocKey],
+    ) -> Result<(), Error> {
+        let unknown = held.unknown(keys);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        debug!(
+            iocs = unknown.len(),
+            "reading back IOCs Falcon's answers did not describe"
+        );
+        let (found, _) = self.lookup_all(&unknown).await?;
+        held.settle(&unknown, &found);
+        Ok(())
     }
 
     /// The run's counters.
@@ -651,16 +662,15 @@ impl<S: IocStore> Engine<S> {
             return Ok(Flushed::Done);
         }
         let grace = self.opts.shutdown_grace;
-        self.reasons.lock().expect("reasons lock").clear();
-        self.withdrawn.lock().expect("withdrawn lock").clear();
-        let mut dead: HashSet<IocKey> = HashSet::new();
+        let mut dead = Dead::new();
+        let mut held = Holdings::default();
         let mut backoff = Duration::from_millis(500);
         let mut shutdown_at: Option<Instant> = shutdown.is_cancelled().then(Instant::now);
         let mut failures = 0u32;
         loop {
             // One attempt; a shutdown starts the grace period, which also bounds the requests in flight.
             let attempt = {
-                let write = self.write_batch(batch, &mut dead);
+                let write = self.write_batch(batch, &mut dead, &mut held);
                 tokio::pin!(write);
                 loop {
                     tokio::select! {
@@ -721,7 +731,7 @@ impl<S: IocStore> Engine<S> {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        self.report_batch(batch).await;
+        self.report_batch(batch, held, &dead).await;
         Stats::add(&self.stats.batches, 1);
         mark_progress();
         metrics::counter!(m::BATCHES, "name" => self.opts.name.clone()).increment(1);
@@ -759,18 +769,24 @@ impl<S: IocStore> Engine<S> {
         }
     }
 
-    /// One attempt at writing a batch.
-    async fn write_batch(&self, batch: &Batch, dead: &mut HashSet<IocKey>) -> Result<(), Error> {
+    /// One attempt at writing a batch; `held` records what Falcon holds for its IOCs.
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &Batch,
+        dead: &mut Dead,
+        held: &mut Holdings,
+    ) -> Result<(), Error> {
         let mut pending: Vec<_> = batch
             .pending()
             .into_iter()
-            .filter(|p| !dead.contains(&p.key))
+            .filter(|p| !dead.contains_key(&p.key))
             .collect();
         if pending.is_empty() {
             return Ok(());
         }
         let keys: Vec<IocKey> = pending.iter().map(|p| p.key.clone()).collect();
         let (existing, refused) = self.lookup_all(&keys).await?;
+        held.looked_up(&keys, &existing);
         if !refused.is_empty() {
             // Falcon refused these lookups for good: without knowing what exists nothing can be
             // written safely. Their changes become dead letters; the rest of the batch goes on.
@@ -791,17 +807,9 @@ impl<S: IocStore> Engine<S> {
             self.dead_letter(letters, dead).await?;
         }
         let plan = batch::plan(&pending, &existing, self.opts.permanent_delete);
-        {
-            let mut w = self.withdrawn.lock().expect("withdrawn lock");
-            w.extend(plan.deletes.iter().map(|(_, k, _)| k.clone()));
-            w.extend(
-                plan.updates
-                    .iter()
-                    .filter(|(u, _)| u.soft_delete)
-                    .map(|(u, _)| u.key.clone()),
-            );
-        }
-        self.execute(plan, dead).await
+        held.planned(&plan);
+        held.apply(self.execute(plan, dead).await?);
+        Ok(())
     }
 
     /// Looks up owned IOCs for `keys` in requests that fit Falcon's limits (concurrently, paced).
@@ -850,11 +858,7 @@ impl<S: IocStore> Engine<S> {
 
     /// Writes letters to the dead-letter file, then (only once they are on disk) marks their keys
     /// so that a retry of the batch skips them.
-    async fn dead_letter(
-        &self,
-        letters: Vec<DeadLetter>,
-        dead: &mut HashSet<IocKey>,
-    ) -> Result<(), Error> {
+    async fn dead_letter(&self, letters: Vec<DeadLetter>, dead: &mut Dead) -> Result<(), Error> {
         if letters.is_empty() {
             return Ok(());
         }
@@ -868,11 +872,7 @@ impl<S: IocStore> Engine<S> {
                     ioc_type: t,
                     value: l.value.clone(),
                 };
-                self.reasons
-                    .lock()
-                    .expect("reasons lock")
-                    .insert(key.clone(), l.reason.clone());
-                dead.insert(key);
+                dead.insert(key, l.reason.clone());
             }
         }
         Stats::add(&self.stats.dead_letters, letters.len() as u64);
@@ -893,12 +893,13 @@ impl<S: IocStore> Engine<S> {
 
     /// Executes a plan: creates, updates and deletes in chunks. Refused items become dead letters;
     /// items Falcon reports neither written nor refused are re-verified with a lookup (creates and
-    /// deletes) or dead-lettered (updates, whose content a lookup cannot confirm cheaply).
+    /// deletes) or dead-lettered (updates, whose content a lookup cannot confirm cheaply). Returns
+    /// what the written items left in Falcon, from Falcon's answers.
     pub(crate) async fn execute(
         &self,
         plan: Plan,
-        dead: &mut HashSet<IocKey>,
-    ) -> Result<(), Error> {
+        dead: &mut Dead,
+    ) -> Result<Vec<(IocKey, Held)>, Error> {
         self.stats
             .unchanged
             .fetch_add(plan.unchanged as u64, Ordering::Relaxed);
@@ -917,7 +918,7 @@ impl<S: IocStore> Engine<S> {
             Stats::add(&self.stats.updated, plan.updates.len() as u64 - soft);
             Stats::add(&self.stats.soft_deleted, soft);
             Stats::add(&self.stats.deleted, plan.deletes.len() as u64);
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut out = Outcomes::default();
 
@@ -941,7 +942,7 @@ impl<S: IocStore> Engine<S> {
                     op: "create",
                     key: &d.key,
                     cref: r,
-                    body: serde_json::to_value(d).ok(),
+                    post: Post::Create(d),
                 })
                 .collect();
             out.add(items, r.map(Reply::Write));
@@ -971,7 +972,7 @@ impl<S: IocStore> Engine<S> {
                     },
                     key: &u.key,
                     cref: r,
-                    body: None,
+                    post: Post::Update(u),
                 })
                 .collect();
             out.add(items, r.map(Reply::Write));
@@ -997,7 +998,7 @@ impl<S: IocStore> Engine<S> {
                     op: "delete",
                     key: k,
                     cref: r,
-                    body: None,
+                    post: Post::Delete,
                 })
                 .collect();
             let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -1020,7 +1021,7 @@ impl<S: IocStore> Engine<S> {
         self.dead_letter(out.letters, dead).await?;
         match out.first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(out.held),
         }
     }
 
@@ -1063,7 +1064,11 @@ impl<S: IocStore> Engine<S> {
                         (_, _, Some(reason)) => out.letters.push(i.letter(&format!(
                             "Falcon reported this item neither written nor refused, and refused the re-check: {reason}"
                         ))),
-                        ("create", true, None) | ("delete", false, None) => out.count(i.op),
+                        ("create", true, None) => {
+                            let e = found.get(i.key).cloned().map_or(Held::Unknown, Held::Present);
+                            out.resolved(&i, e)
+                        }
+                        ("delete", false, None) => out.resolved(&i, Held::Absent),
                         _ => out.letters.push(i.letter(&format!(
                             "Falcon reported this item neither written nor refused, and a lookup shows it was not{note}"
                         ))),
@@ -1089,12 +1094,34 @@ struct Item<'a> {
     op: &'static str,
     key: &'a IocKey,
     cref: &'a ChangeRef,
-    body: Option<Value>,
+    post: Post<'a>,
+}
+
+/// What a planned write asks of Falcon.
+enum Post<'a> {
+    Create(&'a DesiredIoc),
+    Update(&'a IocUpdate),
+    Delete,
 }
 
 impl Item<'_> {
     fn letter(&self, reason: &str) -> DeadLetter {
-        letter(self.op, self.key, self.cref, reason, self.body.clone())
+        let body = match self.post {
+            Post::Create(d) => serde_json::to_value(d).ok(),
+            Post::Update(_) | Post::Delete => None,
+        };
+        letter(self.op, self.key, self.cref, reason, body)
+    }
+
+    /// What this write, once done, left in Falcon (`id`: the id Falcon answered with).
+    fn held(&self, id: Option<&String>) -> Held {
+        match self.post {
+            Post::Create(d) => id.map_or(Held::Unknown, |id| {
+                Held::Present(ExistingIoc::from_desired(d, id.clone()))
+            }),
+            Post::Update(u) => Held::Updated(u.clone()),
+            Post::Delete => Held::Absent,
+        }
     }
 }
 
@@ -1113,11 +1140,14 @@ struct Outcomes<'a> {
     unverified: Vec<Item<'a>>,
     unattributed: Vec<String>,
     first_err: Option<Error>,
+    held: Vec<(IocKey, Held)>,
 }
 
 impl<'a> Outcomes<'a> {
-    fn count(&mut self, op: &'static str) {
-        self.written.push((op, 1));
+    /// `i` was written and left `held`.
+    fn resolved(&mut self, i: &Item<'a>, held: Held) {
+        self.written.push((i.op, 1));
+        self.held.push((i.key.clone(), held));
     }
 
     fn add(&mut self, items: Vec<Item<'a>>, reply: Result<Reply, Error>) {
@@ -1130,7 +1160,8 @@ impl<'a> Outcomes<'a> {
                     if let Some(msg) = failed.get(&n) {
                         self.letters.push(i.letter(msg));
                     } else if written.contains(&n) {
-                        self.count(i.op);
+                        let held = i.held(w.ids.get(&n));
+                        self.resolved(&i, held);
                     } else {
                         self.unverified.push(i);
                     }
@@ -1139,7 +1170,8 @@ impl<'a> Outcomes<'a> {
             Ok(Reply::Deleted(confirmed)) => {
                 for (i, ok) in items.into_iter().zip(confirmed) {
                     if ok {
-                        self.count(i.op);
+                        let held = i.held(None);
+                        self.resolved(&i, held);
                     } else {
                         self.unverified.push(i);
                     }

@@ -111,18 +111,7 @@ fn api_error(phase: &'static str, status: u16) -> Error {
 }
 
 fn existing(d: &DesiredIoc) -> ExistingIoc {
-    ExistingIoc {
-        id: format!("id-{}", d.key.value),
-        key: d.key.clone(),
-        action: Some(d.action.as_str().into()),
-        mobile_action: Some(d.mobile_action.as_str().into()),
-        severity: d.severity.map(|s| s.as_str().into()),
-        platforms: d.platforms.clone().unwrap_or_default(),
-        tags: d.tags.clone().unwrap_or_default(),
-        description: d.description.clone(),
-        expiration: d.expiration.as_deref().and_then(crate::mapping::parse_time),
-        applied_globally: Some(true),
-    }
+    ExistingIoc::from_desired(d, format!("id-{}", d.key.value))
 }
 
 impl Fake {
@@ -185,7 +174,9 @@ impl IocStore for Arc<Fake> {
                 }
                 _ => {}
             }
-            iocs.insert(d.key.clone(), existing(d));
+            let e = existing(d);
+            out.ids.insert(i, e.id.clone());
+            iocs.insert(d.key.clone(), e);
             out.written.push(i);
         }
         if matches!(answer, Some(CreateAnswer::Unattributed { .. })) {
@@ -202,7 +193,7 @@ impl IocStore for Arc<Fake> {
         self.calls.lock().unwrap().push("update");
         Ok(WriteOutcome {
             written: (0..items.len()).collect(),
-            failed: Vec::new(),
+            ..WriteOutcome::default()
         })
     }
 
@@ -716,4 +707,96 @@ async fn until_caught_up_waits_when_nothing_arrived_yet() {
     )
     .await;
     assert!(r.is_err(), "a snapshot that has not started is not the end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_come_from_the_write_answers_without_reading_the_iocs_back() {
+    use crate::assurance::report::batch_reports;
+    use crate::batch::Change;
+    use opencti_client::DeploymentStatus;
+    let h = harness(opts());
+    // Indicator b owned an IOC, which it now withdraws; indicator a wants two new domains.
+    let gone = IocKey {
+        ioc_type: crate::mapping::IocType::Domain,
+        value: "gone.example".into(),
+    };
+    let b = "indicator--bbbbbbbb-0000-4000-8000-000000000000";
+    let mut owned = existing(
+        &crate::mapping::map_indicator(
+            &json!({"type": "indicator", "id": b, "pattern_type": "stix",
+                "pattern": "[domain-name:value = 'gone.example']"}),
+            &MappingOptions::default(),
+            chrono::Utc::now(),
+        )
+        .iocs[0],
+    );
+    owned.tags = vec![crate::mapping::owner_tag(b).unwrap()];
+    h.fake.iocs.lock().unwrap().insert(gone.clone(), owned);
+    let a = "indicator--aaaaaaaa-0000-4000-8000-000000000000";
+    let m = crate::mapping::map_indicator(
+        &json!({"type": "indicator", "id": a, "pattern_type": "stix",
+                "pattern": "[domain-name:value = 'one.example'] OR [domain-name:value = 'two.example']"}),
+        &MappingOptions::default(),
+        chrono::Utc::now(),
+    );
+    let upserts = || {
+        let mut batch = Batch::new();
+        for i in &m.iocs {
+            batch.push(Change {
+                key: i.key.clone(),
+                intent: Intent::Upsert(i.clone()),
+                event_id: "1-0".into(),
+                indicator_id: Some(a.into()),
+            });
+        }
+        batch
+    };
+    let write = |h: Harness, batch: Batch| async move {
+        let keys: Vec<IocKey> = batch.pending().iter().map(|p| p.key.clone()).collect();
+        let (mut dead, mut held) = (Dead::new(), Holdings::default());
+        h.engine
+            .write_batch(&batch, &mut dead, &mut held)
+            .await
+            .unwrap();
+        (h, batch, keys, dead, held)
+    };
+    let mut batch = upserts();
+    batch.push(Change {
+        key: gone.clone(),
+        intent: Intent::Remove { labels: vec![] },
+        event_id: "2-0".into(),
+        indicator_id: Some(b.into()),
+    });
+    let (h, batch, keys, dead, mut held) = write(h, batch).await;
+    assert_eq!(h.fake.calls("lookup"), 1, "only the lookup before writing");
+    assert!(
+        held.unknown(&keys).is_empty(),
+        "the answers describe every IOC"
+    );
+    h.engine.read_back(&mut held, &keys).await.unwrap();
+    assert_eq!(h.fake.calls("lookup"), 1, "nothing is read back");
+    let r = batch_reports(&batch.pending(), &held, &dead, chrono::Utc::now());
+    let by: HashMap<&str, _> = r.iter().map(|r| (r.indicator_id.as_str(), r)).collect();
+    assert_eq!(by[a].status, DeploymentStatus::Deployed);
+    assert_eq!(
+        by[a].external_id.as_deref(),
+        Some("id-one.example,id-two.example")
+    );
+    assert_eq!(by[b].status, DeploymentStatus::Removed);
+    assert_eq!(by[b].external_id.as_deref(), Some("id-gone.example"));
+
+    // A create answered without its id is read back (once, for that IOC only).
+    let h = harness(opts());
+    *h.fake.creates.lock().unwrap() = vec![CreateAnswer::Unattributed {
+        silent: vec![1],
+        stored: true,
+    }]
+    .into();
+    let (h, batch, keys, dead, mut held) = write(h, upserts()).await;
+    // The lookup before writing, and the re-check of the item Falcon did not report.
+    assert_eq!(h.fake.calls("lookup"), 2);
+    h.engine.read_back(&mut held, &keys).await.unwrap();
+    assert_eq!(h.fake.calls("lookup"), 2, "the re-check told what is there");
+    let r = batch_reports(&batch.pending(), &held, &dead, chrono::Utc::now());
+    assert_eq!(r[0].status, DeploymentStatus::Deployed);
 }

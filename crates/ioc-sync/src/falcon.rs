@@ -5,6 +5,8 @@
 //! URL) logs in on US-1 and follows the token response's `X-Cs-Region`; a cloud name pins that
 //! cloud; any other URL is used as given (proxy, simulator).
 
+use std::collections::HashMap;
+
 use falcon_sdk::fql::Fql;
 use falcon_sdk::iocs::{Action, Indicator, IndicatorUpdate, NewIndicator, Platform};
 use falcon_sdk::{FalconClient, iocs};
@@ -187,8 +189,19 @@ fn outcome(
     report: iocs::WriteReport,
     written_at: impl Fn(&Indicator) -> Option<usize>,
 ) -> WriteOutcome {
+    let mut written = Vec::new();
+    let mut ids = HashMap::new();
+    for w in &report.written {
+        if let Some(i) = written_at(w) {
+            written.push(i);
+            if !w.id.is_empty() {
+                ids.insert(i, w.id.clone());
+            }
+        }
+    }
     WriteOutcome {
-        written: report.written.iter().filter_map(written_at).collect(),
+        written,
+        ids,
         failed: report
             .failed
             .into_iter()

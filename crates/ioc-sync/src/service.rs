@@ -331,7 +331,7 @@ pub async fn reconcile(
         None,
         DeadLetterFile::new(&config.sync.dead_letter_file),
     );
-    let mut dead = std::collections::HashSet::new();
+    let mut dead = crate::engine::Dead::new();
     engine.execute(plan, &mut dead).await?;
     Ok(ReconcileSummary {
         indicators: indicators.len(),

@@ -467,3 +467,56 @@ async fn sigterm_while_falcon_fails_every_request_exits_cleanly_within_the_grace
     assert!(falcon_all(&info).await.is_empty());
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_deployments_runs_once_and_prints_what_it_did() {
+    let sb = sandbox(150).await;
+    let info = sb.info().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(&info, dir.path());
+    run_until_caught_up(&env).await;
+    let run = |env: BTreeMap<String, String>| async move {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            command(&env, &["reconcile-deployments"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .expect("one reconciliation in time")
+        .expect("runs")
+    };
+    let out = run(env.clone()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let v: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("null"),
+    )
+    .unwrap();
+    let r = &v["reconcile_deployments"];
+    assert_eq!(r["skipped"], Value::Null, "{v}");
+    let deps = get(format!("{}/_sandbox/deployments", info.opencti_url)).await;
+    let active = deps["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["deployment_status"] == "active")
+        .count() as u64;
+    assert!(active > 0, "{deps}");
+    assert_eq!(
+        r["counts"]["confirmed_active"].as_u64(),
+        Some(active),
+        "every deployment the sync reported is confirmed: {v}"
+    );
+    // Reporting off: nothing is reconciled, exit 1 with the reason.
+    let mut off = env.clone();
+    off.insert("DEPLOYMENT_REPORTING_ENABLED".into(), "false".into());
+    let out = run(off).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEPLOYMENT_REPORTING_ENABLED"), "{stderr}");
+}

@@ -168,7 +168,7 @@ struct Agg {
 }
 
 /// Counters of one window.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct HitStats {
     /// Alerts read.
     pub alerts: u64,

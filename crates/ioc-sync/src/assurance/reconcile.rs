@@ -92,7 +92,7 @@ pub struct Decision {
 }
 
 /// Counters of a run (reference §5.5 names).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileCounts {
     /// Deployments listed.
     pub deployments: u64,

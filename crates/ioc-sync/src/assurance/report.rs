@@ -3,12 +3,12 @@
 //! IOCs are, and the write time is sent as `last_sync_at`, so a late re-send never overrides a
 //! newer reconciliation, §7.13).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use opencti_client::{DeploymentReport, DeploymentStatus, MAX_EXTERNAL_ID_CHARS, cut_message};
 
-use crate::batch::{ExistingIoc, Intent, Pending, is_withdrawn, owners_of};
+use crate::batch::{ExistingIoc, Intent, IocUpdate, Pending, Plan, is_withdrawn, owners_of};
 use crate::mapping::IocKey;
 
 /// What became of one IOC of an indicator in Falcon.
@@ -166,23 +166,140 @@ impl ReportBuilder {
     }
 }
 
-/// The reports of a written batch: `pending` its coalesced changes, `after` the owned IOCs as
-/// they are once the batch was written (by key), `dead` the keys whose changes were
-/// dead-lettered, with Falcon's message, `withdrawn` the keys the batch deleted or soft-deleted.
-/// An upsert whose IOC is live and owned by the indicator is deployed; a removal is removed when
-/// the batch withdrew the IOC, or the IOC is still there but no longer owned by the indicator (a
-/// shared value). A removal of an IOC that was never there reports nothing (an indicator that
-/// was never deployed gets no deployment).
+/// What a write left in Falcon for one IOC, from Falcon's answer to it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held {
+    /// There, as written (a create Falcon answered with its id, or a re-checked create).
+    Present(ExistingIoc),
+    /// Updated as this update says (applied to what was there).
+    Updated(IocUpdate),
+    /// Gone (a delete Falcon confirmed).
+    Absent,
+    /// Written, but the answer does not say as what: read back before reporting.
+    Unknown,
+}
+
+/// What Falcon holds for the IOCs of a batch: before its first write (the engine's lookup) and
+/// after its writes (the lookup with Falcon's answers applied). Reports are built from it without
+/// reading the written IOCs back; only what the answers leave unknown is looked up again.
+#[derive(Debug, Default, Clone)]
+pub struct Holdings {
+    /// At the first lookup of each key (`None`: not there).
+    before: HashMap<IocKey, Option<ExistingIoc>>,
+    /// Now (`None`: not there); a key missing is unknown.
+    after: HashMap<IocKey, Option<ExistingIoc>>,
+    /// The keys the batch deletes or soft-deletes.
+    withdrawn: HashSet<IocKey>,
+}
+
+impl Holdings {
+    /// Holdings read from Falcon after the writes (the lookup of `keys` found `found`).
+    pub fn observed(keys: &[IocKey], found: &HashMap<IocKey, ExistingIoc>) -> Holdings {
+        let mut h = Holdings::default();
+        h.settle(keys, found);
+        h
+    }
+
+    /// A lookup before writing found `found` among `keys` (a retried batch looks up again: the
+    /// first lookup stays the "before").
+    pub fn looked_up(&mut self, keys: &[IocKey], found: &HashMap<IocKey, ExistingIoc>) {
+        for k in keys {
+            let e = found.get(k).cloned();
+            self.before.entry(k.clone()).or_insert_with(|| e.clone());
+            self.after.insert(k.clone(), e);
+        }
+    }
+
+    /// The batch withdraws (deletes or soft-deletes) the IOC `k`.
+    pub fn withdrawing(&mut self, k: IocKey) {
+        self.withdrawn.insert(k);
+    }
+
+    /// Records the withdrawals a plan makes.
+    pub fn planned(&mut self, plan: &Plan) {
+        for (_, k, _) in &plan.deletes {
+            self.withdrawing(k.clone());
+        }
+        for (u, _) in plan.updates.iter().filter(|(u, _)| u.soft_delete) {
+            self.withdrawing(u.key.clone());
+        }
+    }
+
+    /// Applies what Falcon answered to the writes.
+    pub fn apply(&mut self, written: Vec<(IocKey, Held)>) {
+        for (k, h) in written {
+            match h {
+                Held::Present(e) => {
+                    self.after.insert(k, Some(e));
+                }
+                Held::Absent => {
+                    self.after.insert(k, None);
+                }
+                Held::Updated(u) => match self.after.get(&k) {
+                    Some(Some(e)) => {
+                        let e = e.updated(&u);
+                        self.after.insert(k, Some(e));
+                    }
+                    _ => {
+                        self.after.remove(&k);
+                    }
+                },
+                Held::Unknown => {
+                    self.after.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The keys among `keys` whose state after the writes is not known.
+    pub fn unknown(&self, keys: &[IocKey]) -> Vec<IocKey> {
+        keys.iter()
+            .filter(|k| !self.after.contains_key(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// A read-back of `keys` found `found`.
+    pub fn settle(&mut self, keys: &[IocKey], found: &HashMap<IocKey, ExistingIoc>) {
+        for k in keys {
+            self.after.insert(k.clone(), found.get(k).cloned());
+        }
+    }
+
+    fn before(&self, k: &IocKey) -> Option<&ExistingIoc> {
+        self.before.get(k).and_then(Option::as_ref)
+    }
+
+    fn after(&self, k: &IocKey) -> Option<&ExistingIoc> {
+        self.after.get(k).and_then(Option::as_ref)
+    }
+}
+
+/// Whether `ioc` is deployed for `indicator`: it carries the indicator's owner tag, or no owner
+/// tag at all (an IOC the Python connector wrote) and is not withdrawn.
+fn held_for(ioc: &ExistingIoc, indicator: &str) -> bool {
+    let owners = owners_of(&ioc.tags);
+    owners.contains(indicator) || (owners.is_empty() && !is_withdrawn(ioc))
+}
+
+/// The reports of a written batch: `pending` its coalesced changes, `held` what Falcon held before
+/// and after the writes (and what the batch withdrew), `dead` the keys whose changes were
+/// dead-lettered, with Falcon's message.
+/// An upsert whose IOC is live and owned by the indicator is deployed. A removal is removed when
+/// the IOC was deployed for the indicator before the batch and the batch withdrew it, or it is no
+/// longer the indicator's (a shared value another indicator keeps). A removal of an IOC that was
+/// never the indicator's reports nothing: an indicator never deployed gets no deployment (an
+/// expired indicator sharing its value with a live one is not `removed`).
 pub fn batch_reports(
     pending: &[&Pending],
-    after: &std::collections::HashMap<IocKey, ExistingIoc>,
-    dead: &std::collections::HashMap<IocKey, String>,
-    withdrawn: &std::collections::HashSet<IocKey>,
+    held: &Holdings,
+    dead: &HashMap<IocKey, String>,
     at: DateTime<Utc>,
 ) -> Vec<DeploymentReport> {
     let mut b = ReportBuilder::new(at);
     for p in pending {
-        let now_ioc = after.get(&p.key);
+        let now_ioc = held.after(&p.key);
+        let was_ioc = held.before(&p.key);
         for c in &p.changes {
             let Some(ind) = c.indicator_id.as_deref() else {
                 continue;
@@ -199,10 +316,11 @@ pub fn batch_reports(
                     Intent::Upsert(_) => (owned && live).then(|| IocResult::Deployed {
                         ioc_id: now_ioc.map(|e| e.id.clone()).unwrap_or_default(),
                     }),
-                    Intent::Remove { .. } => (withdrawn.contains(&p.key)
-                        || (now_ioc.is_some() && (!owned || !live)))
-                        .then(|| IocResult::Removed {
-                            ioc_id: now_ioc.map(|e| e.id.clone()),
+                    Intent::Remove { .. } => was_ioc
+                        .filter(|e| held_for(e, ind))
+                        .filter(|_| held.withdrawn.contains(&p.key) || !(owned && live))
+                        .map(|e| IocResult::Removed {
+                            ioc_id: Some(e.id.clone()),
                         }),
                 }
             };
@@ -364,39 +482,37 @@ mod tests {
             event_id: "2-0".into(),
             indicator_id: Some("indicator--b".into()),
         });
-        let existing = |k: &IocKey, id: &str| ExistingIoc {
+        let existing = |k: &IocKey, id: &str, owner: &str| ExistingIoc {
             id: id.into(),
             key: k.clone(),
             action: Some("detect".into()),
             mobile_action: None,
             severity: None,
             platforms: vec![],
-            tags: vec!["opencti:indicator--a".into()],
+            tags: vec![format!("opencti:{owner}")],
             description: None,
             expiration: None,
             applied_globally: Some(true),
         };
         let (k1, k2) = (m.iocs[0].key.clone(), m.iocs[1].key.clone());
-        let mut after = std::collections::HashMap::new();
-        after.insert(k1.clone(), existing(&k1, "id-1"));
+        let keys = [k1.clone(), k2.clone(), gone.clone()];
+        // Before: only `gone` was there, deployed for indicator b.
+        let mut held = Holdings::default();
+        let before: HashMap<IocKey, ExistingIoc> =
+            [(gone.clone(), existing(&gone, "id-g", "indicator--b"))].into();
+        held.looked_up(&keys, &before);
+        // Falcon created the first value and deleted `gone`; it refused the second value.
+        held.apply(vec![
+            (
+                k1.clone(),
+                Held::Present(existing(&k1, "id-1", "indicator--a")),
+            ),
+            (gone.clone(), Held::Absent),
+        ]);
         let pending = batch.pending();
-        // The second value was refused: the indicator failed; the withdrawn one is removed.
-        let mut dead = std::collections::HashMap::new();
-        dead.insert(k2.clone(), "Invalid value".to_string());
-        let r = batch_reports(
-            &pending,
-            &after,
-            &dead,
-            &std::collections::HashSet::new(),
-            at(),
-        );
-        assert_eq!(
-            r.len(),
-            1,
-            "a removal of an IOC that was never there reports nothing"
-        );
-        let withdrawn: std::collections::HashSet<IocKey> = [gone.clone()].into();
-        let r = batch_reports(&pending, &after, &dead, &withdrawn, at());
+        let dead: HashMap<IocKey, String> = [(k2.clone(), "Invalid value".to_string())].into();
+        held.withdrawing(gone.clone());
+        let r = batch_reports(&pending, &held, &dead, at());
         assert_eq!(r.len(), 2);
         assert_eq!(
             (r[0].indicator_id.as_str(), r[0].status),
@@ -406,20 +522,78 @@ mod tests {
             (r[1].indicator_id.as_str(), r[1].status),
             ("indicator--b", DeploymentStatus::Removed)
         );
+        assert_eq!(r[1].external_id.as_deref(), Some("id-g"));
         // Both written: deployed with both ids.
-        after.insert(k2.clone(), existing(&k2, "id-2"));
-        let r = batch_reports(
-            &pending,
-            &after,
-            &std::collections::HashMap::new(),
-            &withdrawn,
-            at(),
-        );
+        held.apply(vec![(
+            k2.clone(),
+            Held::Present(existing(&k2, "id-2", "indicator--a")),
+        )]);
+        let r = batch_reports(&pending, &held, &HashMap::new(), at());
         assert_eq!(r[0].status, DeploymentStatus::Deployed);
         assert_eq!(
             r[0].external_id.as_deref().map(|x| x.split(',').count()),
             Some(2)
         );
+    }
+
+    #[test]
+    fn a_removal_of_an_ioc_never_deployed_for_the_indicator_reports_nothing() {
+        use crate::batch::{Batch, Change};
+        // An expired indicator shares its value with a live one, which keeps the IOC.
+        let k = key(IocType::Domain, "shared.example.org");
+        let mut batch = Batch::new();
+        batch.push(Change {
+            key: k.clone(),
+            intent: Intent::Remove { labels: vec![] },
+            event_id: "1-0".into(),
+            indicator_id: Some("indicator--expired".into()),
+        });
+        let live = ExistingIoc {
+            id: "id-s".into(),
+            key: k.clone(),
+            action: Some("detect".into()),
+            mobile_action: Some("detect".into()),
+            severity: None,
+            platforms: vec![],
+            tags: vec!["opencti:indicator--live".into()],
+            description: None,
+            expiration: None,
+            applied_globally: Some(true),
+        };
+        let mut held = Holdings::default();
+        held.looked_up(
+            std::slice::from_ref(&k),
+            &[(k.clone(), live.clone())].into(),
+        );
+        let pending = batch.pending();
+        let none = HashMap::new();
+        let r = batch_reports(&pending, &held, &none, at());
+        assert!(r.is_empty(), "never deployed, never removed: {r:?}");
+
+        // The same removal by an indicator that did own the IOC (with the live one): removed.
+        let mut shared = live.clone();
+        shared.tags.push("opencti:indicator--expired".into());
+        let mut held = Holdings::default();
+        held.looked_up(std::slice::from_ref(&k), &[(k.clone(), shared)].into());
+        held.apply(vec![(
+            k.clone(),
+            Held::Updated(IocUpdate {
+                id: "id-s".into(),
+                key: k.clone(),
+                action: None,
+                severity: None,
+                platforms: None,
+                tags: live.tags.clone(),
+                description: None,
+                expiration: None,
+                full: false,
+                soft_delete: false,
+            }),
+        )]);
+        let r = batch_reports(&pending, &held, &none, at());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, DeploymentStatus::Removed);
+        assert_eq!(r[0].external_id.as_deref(), Some("id-s"));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! engine, and the reconciliation loop (first run one minute after start, then every
 //! `DEPLOYMENT_RECONCILIATION_INTERVAL`), with the hit collection and its cursor file.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::hits::HitCursor;
-use super::report::batch_reports;
+use super::report::{Holdings, batch_reports};
 use super::runtime::{Assurance, ReconcileRun, SharedAssurance, Writer};
 use crate::batch::{self, Batch, Change, Intent};
-use crate::engine::Engine;
+use crate::engine::{Dead, Engine};
 use crate::error::chain;
 use crate::falcon::FalconStore;
 use crate::mapping::{IocKey, map_indicator};
@@ -31,30 +30,29 @@ pub(crate) struct EngineWriter<'a> {
 }
 
 impl EngineWriter<'_> {
-    async fn write(&self, b: &Batch, keys: &[IocKey]) -> Result<HashMap<IocKey, String>, String> {
+    /// Writes `b` (the IOCs `keys`); returns the keys Falcon refused (dead-lettered), with why,
+    /// and what Falcon holds for `keys` afterwards.
+    async fn write(&self, b: &Batch, keys: &[IocKey]) -> Result<(Dead, Holdings), String> {
         let (existing, refused) = self.engine.lookup_all(keys).await.map_err(|e| chain(&e))?;
         if let Some((k, why)) = refused.iter().next() {
             return Err(format!("Falcon refused the lookup of {k}: {why}"));
         }
+        let mut held = Holdings::default();
+        held.looked_up(keys, &existing);
         let plan = batch::plan(
             &b.pending(),
             &existing,
             self.engine.options().permanent_delete,
         );
-        let mut dead = HashSet::new();
-        self.engine
-            .execute(plan, &mut dead)
-            .await
-            .map_err(|e| chain(&e))?;
-        Ok(dead
-            .into_iter()
-            .map(|k| {
-                (
-                    k,
-                    "Falcon refused the write (see the dead-letter file)".to_string(),
-                )
-            })
-            .collect())
+        held.planned(&plan);
+        let mut dead = Dead::new();
+        held.apply(
+            self.engine
+                .execute(plan, &mut dead)
+                .await
+                .map_err(|e| chain(&e))?,
+        );
+        Ok((dead, held))
     }
 }
 
@@ -69,7 +67,7 @@ impl Writer for EngineWriter<'_> {
                 indicator_id: Some(indicator.to_owned()),
             });
         }
-        let dead = self.write(&b, iocs).await?;
+        let (dead, _) = self.write(&b, iocs).await?;
         match dead.into_iter().next() {
             None => Ok(()),
             Some((k, why)) => Err(format!("{k}: {why}")),
@@ -90,9 +88,16 @@ impl Writer for EngineWriter<'_> {
             .first(1)
             .send()
             .await
-            .map_err(|_| "The indicator cannot be read from OpenCTI for a new push".to_string())?;
+            .map_err(|e| {
+                format!(
+                    "The indicator cannot be read from OpenCTI for a new push: {}",
+                    chain(&e)
+                )
+            })?;
         let Some(node) = page.nodes.first() else {
-            return Err("The indicator cannot be read from OpenCTI for a new push".into());
+            return Err(
+                "The indicator is no longer readable in OpenCTI (deleted, or out of this account's reach); nothing was pushed".into(),
+            );
         };
         let now = chrono::Utc::now();
         let m = map_indicator(
@@ -126,13 +131,14 @@ impl Writer for EngineWriter<'_> {
                 indicator_id: Some(standard_id.to_owned()),
             });
         }
-        let dead = self.write(&b, &keys).await?;
-        let (after, _) = self.engine.lookup_all(&keys).await.map_err(|e| chain(&e))?;
-        Ok(
-            batch_reports(&b.pending(), &after, &dead, &HashSet::new(), now)
-                .into_iter()
-                .find(|r| r.indicator_id == standard_id),
-        )
+        let (dead, mut held) = self.write(&b, &keys).await?;
+        self.engine
+            .read_back(&mut held, &keys)
+            .await
+            .map_err(|e| chain(&e))?;
+        Ok(batch_reports(&b.pending(), &held, &dead, now)
+            .into_iter()
+            .find(|r| r.indicator_id == standard_id))
     }
 }
 
@@ -210,7 +216,7 @@ pub(crate) async fn reconcile_once(
     let writer = EngineWriter { engine, octi };
     let run_start = chrono::Utc::now();
     let owned = engine.store_ref().list_owned();
-    let (run, values) = a.reconcile(owned, &writer, run_start).await;
+    let (mut run, values) = a.reconcile(owned, &writer, run_start).await;
     info!(run = ?run, "deployment reconciliation");
     if run.skipped.is_some() || !a.settings().hits_on() || values.is_empty() {
         return run;
@@ -224,9 +230,13 @@ pub(crate) async fn reconcile_once(
         })
         .await
     {
-        Ok(h) => info!(hits = ?h, "hit collection"),
+        Ok(h) => {
+            info!(hits = ?h, "hit collection");
+            run.hits = Some(h);
+        }
         Err(why) => {
-            warn!(reason = %why, "hit collection failed; retried next run from the same window")
+            warn!(reason = %why, "hit collection failed; retried next run from the same window");
+            run.hits_failed = Some(why);
         }
     }
     run

@@ -39,7 +39,7 @@ pub struct Assurance {
 }
 
 /// What a hit collection did.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct HitRun {
     /// The window read, if any.
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
@@ -54,7 +54,7 @@ pub struct HitRun {
 }
 
 /// What a reconciliation run did.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct ReconcileRun {
     /// Why the run was skipped, if it was.
     pub skipped: Option<String>,
@@ -70,6 +70,10 @@ pub struct ReconcileRun {
     pub repush_failed: u64,
     /// Reports queued.
     pub reports: u64,
+    /// The hit collection that followed, when hits are on and it ran.
+    pub hits: Option<HitRun>,
+    /// Why the hit collection failed (it is redone from the same window next run).
+    pub hits_failed: Option<String>,
 }
 
 /// The Falcon writes a reconciliation needs, supplied by the engine.

@@ -261,3 +261,62 @@ async fn a_platform_without_the_feature_syncs_exactly_as_before() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn hits_on_the_second_value_are_counted_once_across_restarts_and_stream_updates() {
+    let sb = sandbox(50, |c| c.falcon.alerts = Some(0)).await;
+    let info = sb.info().clone();
+    let ind = create_indicator(
+        &info,
+        json!({"pattern": "[domain-name:value = 'first-hit.example.org'] OR [domain-name:value = 'second-hit.example.org']",
+               "pattern_type": "stix", "score": 80}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&env(&info, dir.path()));
+    sync_until_caught_up(&cfg).await;
+    assert_eq!(
+        deployments(&info.opencti_url).await[&ind]["deployment_status"],
+        "deployed"
+    );
+    // Two alerts name only the pattern's second value, inside the first closed window.
+    for ago in [20 * 60, 30 * 60] {
+        post(
+            format!("{}/_sandbox/alerts/ioc-hit", info.falcon_url),
+            json!({"values": ["SECOND-HIT.example.org"], "ago_secs": ago}),
+        )
+        .await;
+    }
+    let hits = |run: &ioc_sync::assurance::runtime::ReconcileRun| {
+        run.hits.as_ref().map(|h| (h.stats.hits, h.reported))
+    };
+    let run = ioc_sync::reconcile_deployments(&cfg).await.unwrap();
+    assert_eq!(hits(&run), Some((2, 1)), "{run:?}");
+    let d = deployments(&info.opencti_url).await[&ind].clone();
+    assert_eq!(d["hit_count"], 2, "{d}");
+    assert_eq!(d["deployment_status"], "active", "{d}");
+    assert!(
+        dir.path().join("state.json.hits.json").exists(),
+        "the hit window is persisted next to the state file"
+    );
+    // A restart: a new run reads the persisted window and counts nothing twice.
+    let run = ioc_sync::reconcile_deployments(&cfg).await.unwrap();
+    assert_eq!(run.skipped, None, "{run:?}");
+    assert_eq!(deployments(&info.opencti_url).await[&ind]["hit_count"], 2);
+    // The stream sends the indicator again (an update): its report neither resets nor adds hits.
+    let r = crate::common::http()
+        .patch(format!("{}/_sandbox/indicators/{ind}", info.opencti_url))
+        .json(&json!({"score": 90}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    sync_until_caught_up(&cfg).await;
+    let d = deployments(&info.opencti_url).await[&ind].clone();
+    assert_eq!(d["hit_count"], 2, "{d}");
+    assert_eq!(
+        d["deployment_status"], "active",
+        "deployed never downgrades active: {d}"
+    );
+    sb.shutdown().await;
+}
