@@ -171,7 +171,10 @@ async fn churn_moves_statuses_and_the_analyst_buttons_take_effect_within_one_rec
     let (a, da) = live.next().unwrap();
     let (b, db) = live.next().unwrap();
     let (c, _) = live.next().unwrap();
-    // Revocation on the stream: removed.
+    let (e, de) = live.next().unwrap();
+    let (f, df) = live.next().unwrap();
+    // Revocation on the stream: removed. A new value: deployed, with the new IOC's id. A deletion:
+    // its IOCs withdrawn (the platform drops a deleted indicator's deployments with it).
     let client = crate::common::http();
     let r = client
         .patch(format!("{}/_sandbox/indicators/{c}", info.opencti_url))
@@ -180,11 +183,41 @@ async fn churn_moves_statuses_and_the_analyst_buttons_take_effect_within_one_rec
         .await
         .unwrap();
     assert!(r.status().is_success());
-    sync_until_caught_up(&cfg).await;
-    assert_eq!(
-        deployments(&info.opencti_url).await[c]["deployment_status"],
-        "removed"
-    );
+    let r = client
+        .patch(format!("{}/_sandbox/indicators/{e}", info.opencti_url))
+        .json(&json!({"pattern": "[domain-name:value = 'moved-value.example.org']"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = client
+        .delete(format!("{}/_sandbox/indicators/{f}", info.opencti_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let summary = sync_until_caught_up(&cfg).await;
+    assert_eq!(summary.dead_letters, 0, "{summary:?}");
+    let now = deployments(&info.opencti_url).await;
+    assert_eq!(now[c]["deployment_status"], "removed");
+    assert_eq!(now[e]["deployment_status"], "deployed", "{}", now[e]);
+    let falcon_now = crate::common::falcon_all(&info).await;
+    let moved: Vec<&Value> = falcon_now
+        .iter()
+        .filter(|i| i["value"] == "moved-value.example.org")
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(now[e]["external_id"], moved[0]["id"], "{}", now[e]);
+    assert_ne!(now[e]["external_id"], de["external_id"]);
+    let live_ids = |d: &Value| -> usize {
+        let ids: Vec<&str> = d["external_id"].as_str().unwrap().split(',').collect();
+        falcon_now
+            .iter()
+            .filter(|i| ids.contains(&i["id"].as_str().unwrap()) && !crate::common::withdrawn(i))
+            .count()
+    };
+    assert_eq!(live_ids(de), 0, "the old value of e is withdrawn");
+    assert_eq!(live_ids(df), 0, "the deleted f's IOCs are withdrawn");
     // "Remove from this platform" on a, and a withdrawn behind the connector's back then
     // "Deploy again" on b.
     post(
