@@ -85,17 +85,54 @@ pub enum Error {
 pub type StreamError = Error;
 
 /// One entry of a GraphQL `errors` array.
+///
+/// OpenCTI versions differ in where an error's details go: a top-level `data` and `name`
+/// (the shape pycti reads), Apollo's `extensions.data` and `extensions.code`, or both at once.
+/// Every shape is accepted (the exact one of the newest platforms is not verified).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(from = "RawGraphQlError")]
 pub struct GraphQlError {
     /// Human-readable message.
-    #[serde(default)]
     pub message: String,
-    /// OpenCTI's error name (e.g. `FUNCTIONAL_ERROR`, `AUTH_REQUIRED`), when present.
-    #[serde(default)]
+    /// OpenCTI's error name (e.g. `FUNCTIONAL_ERROR`, `AUTH_REQUIRED`), when present: `name`,
+    /// else `extensions.code`.
     pub name: Option<String>,
-    /// Extra data (`data` or `extensions`), when present.
-    #[serde(default, alias = "extensions")]
+    /// Extra data, when present: `data`, else `extensions.data`, else `extensions`.
     pub data: Option<serde_json::Value>,
+}
+
+/// A GraphQL error as any OpenCTI version writes it.
+#[derive(serde::Deserialize)]
+struct RawGraphQlError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    extensions: Option<serde_json::Value>,
+}
+
+impl From<RawGraphQlError> for GraphQlError {
+    fn from(r: RawGraphQlError) -> Self {
+        let ext = r.extensions.filter(|e| !e.is_null());
+        let name = r
+            .name
+            .or_else(|| ext.as_ref()?.get("code")?.as_str().map(str::to_owned));
+        let data = r.data.filter(|d| !d.is_null()).or_else(|| {
+            let ext = ext?;
+            match ext.get("data") {
+                Some(d) if !d.is_null() => Some(d.clone()),
+                _ => Some(ext),
+            }
+        });
+        GraphQlError {
+            message: r.message,
+            name,
+            data,
+        }
+    }
 }
 
 impl fmt::Display for GraphQlError {
@@ -293,5 +330,29 @@ mod tests {
             Some(std::time::Duration::from_millis(1500))
         );
         assert!(!Error::from_status(502, b"").is_rejection());
+    }
+
+    #[test]
+    fn every_error_shape_of_the_platform_is_read() {
+        let hint = std::time::Duration::from_millis(1500);
+        for body in [
+            // pycti's shape: top-level name and data.
+            r#"{"message":"Too many requests","name":"FUNCTIONAL_ERROR","data":{"kind":"hits","retry_after_ms":1500}}"#,
+            // Apollo's: extensions.code and extensions.data.
+            r#"{"message":"Too many requests","path":["indicatorReportHits"],"extensions":{"code":"FUNCTIONAL_ERROR","data":{"kind":"hits","retry_after_ms":1500}}}"#,
+            // Both at once.
+            r#"{"message":"Too many requests","name":"FUNCTIONAL_ERROR","data":{"kind":"hits","retry_after_ms":1500},"extensions":{"code":"FUNCTIONAL_ERROR","data":{"kind":"hits","retry_after_ms":1500}}}"#,
+        ] {
+            let g: GraphQlError =
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(g.name.as_deref(), Some("FUNCTIONAL_ERROR"), "{body}");
+            let e = Error::GraphQl { errors: vec![g] };
+            assert!(e.is_rate_limited(), "{body}");
+            assert_eq!(e.retry_after(), Some(hint), "{body}");
+        }
+        let g: GraphQlError =
+            serde_json::from_str(r#"{"message":"x","extensions":{"code":"FORBIDDEN_ACCESS"}}"#)
+                .unwrap();
+        assert_eq!(g.name.as_deref(), Some("FORBIDDEN_ACCESS"));
     }
 }

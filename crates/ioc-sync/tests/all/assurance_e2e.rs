@@ -353,3 +353,49 @@ async fn hits_on_the_second_value_are_counted_once_across_restarts_and_stream_up
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn hit_reports_past_the_platforms_rate_limit_wait_for_its_hint_and_all_arrive() {
+    // The platform accepts 3 hit reports a second; 8 indicators were hit.
+    let sb = sandbox(20, |c| {
+        c.falcon.alerts = Some(0);
+        c.opencti.deployment_rate_limits.hits = 3;
+    })
+    .await;
+    let info = sb.info().clone();
+    let mut hit = Vec::new();
+    for n in 0..8 {
+        let value = format!("rate-limited-{n}.example.org");
+        let id = create_indicator(
+            &info,
+            json!({"pattern": format!("[domain-name:value = '{value}']"), "pattern_type": "stix", "score": 80}),
+        )
+        .await;
+        hit.push((id, value));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&env(&info, dir.path()));
+    sync_until_caught_up(&cfg).await;
+    for (_, value) in &hit {
+        post(
+            format!("{}/_sandbox/alerts/ioc-hit", info.falcon_url),
+            json!({"values": [value], "ago_secs": 20 * 60}),
+        )
+        .await;
+    }
+    let run = ioc_sync::reconcile_deployments(&cfg).await.unwrap();
+    let h = run.hits.as_ref().expect("hits collected");
+    assert!(h.complete, "{run:?}");
+    assert_eq!((h.stats.hits, h.reported), (8, 8), "{run:?}");
+    let snap = get(format!("{}/_sandbox/deployments", info.opencti_url)).await;
+    assert!(
+        snap["rate_limited"]["hits"].as_u64().unwrap_or(0) >= 1,
+        "the limit was reached: {}",
+        snap["rate_limited"]
+    );
+    let deps = deployments(&info.opencti_url).await;
+    for (id, _) in &hit {
+        assert_eq!(deps[id]["hit_count"], 1, "{}", deps[id]);
+    }
+    sb.shutdown().await;
+}

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -73,9 +73,19 @@ struct Inner {
     next_seq: u64,
 }
 
+/// The one-second buckets of the write-back rate limits.
+struct Buckets {
+    limits: super::DeploymentRateLimits,
+    /// Per kind: the second the bucket counts, and the calls admitted in it.
+    used: Mutex<HashMap<&'static str, (Instant, u32)>>,
+    /// Per kind: calls answered `Too many requests`.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
 /// Dissemination-assurance state and knobs.
 pub(crate) struct Deployments {
     inner: Mutex<Inner>,
+    buckets: Buckets,
     /// `false`: a platform version without the feature.
     pub(crate) enabled: AtomicBool,
     /// Offset of the platform clock from the wall clock, ms (tests move it forward).
@@ -129,9 +139,18 @@ fn is_live(s: &str) -> bool {
 }
 
 impl Deployments {
-    pub(crate) fn new(enabled: bool, grace: Duration) -> Deployments {
+    pub(crate) fn new(
+        enabled: bool,
+        grace: Duration,
+        limits: super::DeploymentRateLimits,
+    ) -> Deployments {
         Deployments {
             inner: Mutex::new(Inner::default()),
+            buckets: Buckets {
+                limits,
+                used: Mutex::new(HashMap::new()),
+                refused: Mutex::new(BTreeMap::new()),
+            },
             enabled: AtomicBool::new(enabled),
             clock_offset_ms: AtomicI64::new(0),
             grace_ms: AtomicI64::new(grace.as_millis() as i64),
@@ -140,6 +159,41 @@ impl Deployments {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("deployments lock")
+    }
+
+    /// Admits one call of `kind` (`single`, `batch` or `hits`) under the platform's rate limit
+    /// (checked first, for the whole call, as the platform does); `Err` carries the wait, in ms,
+    /// until the next bucket.
+    pub(crate) fn admit(&self, kind: &'static str) -> Result<(), u64> {
+        let l = &self.buckets.limits;
+        let limit = match kind {
+            "single" => l.single,
+            "batch" => l.batch,
+            _ => l.hits,
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut used = self.buckets.used.lock().expect("buckets lock");
+        let (start, n) = used.entry(kind).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *n) = (now, 0);
+        }
+        if *n < limit {
+            *n += 1;
+            return Ok(());
+        }
+        let wait = Duration::from_secs(1).saturating_sub(now.duration_since(*start));
+        drop(used);
+        *self
+            .buckets
+            .refused
+            .lock()
+            .expect("buckets lock")
+            .entry(kind)
+            .or_default() += 1;
+        Err(wait.as_millis().max(1) as u64)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -638,9 +692,11 @@ impl Deployments {
                 })
             })
             .collect();
+        let limited = self.buckets.refused.lock().expect("buckets lock").clone();
         json!({
             "enabled": self.enabled(),
             "now": ts(&self.now()),
+            "rate_limited": limited,
             "platforms": g.platforms.values().map(platform_json).collect::<Vec<_>>(),
             "deployments": deps.iter().map(|d| {
                 let mut v = dep_json(d);

@@ -562,7 +562,15 @@ pub(crate) async fn handler(
             }
             Err(Resolve::Error(message, name)) => {
                 data.insert(f.key().to_owned(), Value::Null);
-                errors.push(json!({"message": message, "name": name, "path": [f.key()], "extensions": {"code": name, "data": {}}}));
+                errors.push(json!({"message": message, "name": name, "data": {}, "path": [f.key()], "extensions": {"code": name, "data": {}}}));
+            }
+            Err(Resolve::Limited(kind, retry_after_ms)) => {
+                // Both places a platform version puts an error's data (top level, as pycti reads
+                // it, and Apollo's `extensions`): a client must read either.
+                let d = json!({"kind": kind, "retry_after_ms": retry_after_ms});
+                data.insert(f.key().to_owned(), Value::Null);
+                errors.push(json!({"message": "Too many requests", "name": "FUNCTIONAL_ERROR", "data": d, "path": [f.key()],
+                                   "extensions": {"code": "FUNCTIONAL_ERROR", "data": d}}));
             }
         }
     }
@@ -599,6 +607,14 @@ fn selects(f: &Field, name: &str) -> bool {
 enum Resolve {
     Unknown,
     Error(String, &'static str),
+    /// `Too many requests` for this kind of write-back call; the wait in ms.
+    Limited(&'static str, u64),
+}
+
+fn admit(app: &App, kind: &'static str) -> Result<(), Resolve> {
+    app.deployments
+        .admit(kind)
+        .map_err(|ms| Resolve::Limited(kind, ms))
 }
 
 fn bad(m: impl Into<String>) -> Resolve {
@@ -680,6 +696,7 @@ fn resolve(app: &App, kind: &str, name: &str, args: &Map<String, Value>) -> Resu
             app.deployments.platform_add(input).map_err(bad)
         }
         ("mutation", "indicatorReportDeployments") => {
+            admit(app, "batch")?;
             let reports = args
                 .get("reports")
                 .and_then(Value::as_array)
@@ -689,6 +706,7 @@ fn resolve(app: &App, kind: &str, name: &str, args: &Map<String, Value>) -> Resu
                 .map_err(bad)
         }
         ("mutation", "indicatorReportDeployment") => {
+            admit(app, "single")?;
             let d = &app.deployments;
             let platform = {
                 let p = d.platform(arg_str(args, "platformId")?);
@@ -711,6 +729,7 @@ fn resolve(app: &App, kind: &str, name: &str, args: &Map<String, Value>) -> Resu
                 .unwrap_or(json!({"id": rel})))
         }
         ("mutation", "indicatorReportHits") => {
+            admit(app, "hits")?;
             app.deployments.report_hits(store, args).map_err(bad)
         }
         ("mutation", "indicatorDeploymentRetry") => {

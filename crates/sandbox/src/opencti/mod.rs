@@ -105,6 +105,31 @@ pub struct OpenCtiConfig {
     pub removal_grace: Duration,
     /// Truncated `indicators` listings at start (changeable through `/_sandbox/listing`).
     pub listing: ListingFaults,
+    /// The platform's rate limits on the deployment write-back calls.
+    pub deployment_rate_limits: DeploymentRateLimits,
+}
+
+/// Calls per second the platform accepts, per kind, before it answers `Too many requests`
+/// (`dissemination-assurance.md` §2 and Appendix A: per account and API node, 200 single reports,
+/// 20 batch calls and 200 hit reports a second, in one-second buckets). 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentRateLimits {
+    /// `indicatorReportDeployment` calls per second.
+    pub single: u32,
+    /// `indicatorReportDeployments` calls per second.
+    pub batch: u32,
+    /// `indicatorReportHits` calls per second.
+    pub hits: u32,
+}
+
+impl Default for DeploymentRateLimits {
+    fn default() -> Self {
+        DeploymentRateLimits {
+            single: 200,
+            batch: 20,
+            hits: 200,
+        }
+    }
 }
 
 /// Ways a paged `indicators` listing can come back incomplete, as a busy or buggy platform (or a proxy)
@@ -135,6 +160,7 @@ impl Default for OpenCtiConfig {
             dissemination_assurance: true,
             removal_grace: Duration::from_secs(86_400),
             listing: ListingFaults::default(),
+            deployment_rate_limits: DeploymentRateLimits::default(),
         }
     }
 }
@@ -152,6 +178,7 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("faults", &self.faults)
             .field("dissemination_assurance", &self.dissemination_assurance)
             .field("removal_grace", &self.removal_grace)
+            .field("deployment_rate_limits", &self.deployment_rate_limits)
             .finish()
     }
 }
@@ -251,6 +278,7 @@ impl OpenCtiServer {
             deployments: Arc::new(deployments::Deployments::new(
                 config.dissemination_assurance,
                 config.removal_grace,
+                config.deployment_rate_limits,
             )),
         };
         let router = Router::new()
