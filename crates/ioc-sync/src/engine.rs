@@ -819,17 +819,10 @@ impl<S: IocStore> Engine<S> {
         &self,
         keys: &[IocKey],
     ) -> Result<(HashMap<IocKey, ExistingIoc>, HashMap<IocKey, String>), Error> {
-        let results: Vec<(&[IocKey], LookupResult)> =
-            futures::stream::iter(self.store.split_lookup(keys, self.opts.lookup_chunk))
-                .map(|chunk| async move {
-                    self.paced().await;
-                    let r = self.store.lookup(chunk).await;
-                    self.request_metric("lookup", r.is_ok());
-                    (chunk, r)
-                })
-                .buffer_unordered(self.opts.concurrency.max(1))
-                .collect()
-                .await;
+        let chunks = self.store.split_lookup(keys, self.opts.lookup_chunk);
+        let results = self
+            .requests(chunks, "lookup", |chunk| self.store.lookup(chunk))
+            .await;
         let mut out = HashMap::new();
         let mut refused = HashMap::new();
         let mut first_err: Option<Error> = None;
@@ -921,21 +914,13 @@ impl<S: IocStore> Engine<S> {
             return Ok(Vec::new());
         }
         let mut out = Outcomes::default();
+        let write_chunk = self.opts.write_chunk.max(1);
 
-        // creates
-        let chunks: Vec<_> = plan.creates.chunks(self.opts.write_chunk.max(1)).collect();
-        let results: Vec<_> = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let items: Vec<DesiredIoc> = chunk.iter().map(|(d, _)| d.clone()).collect();
-                self.paced().await;
-                let r = self.store.create(&items).await;
-                self.request_metric("create", r.is_ok());
-                (chunk, r)
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        for (chunk, r) in results {
+        let creates = self.requests(plan.creates.chunks(write_chunk), "create", |c| {
+            let items: Vec<DesiredIoc> = c.iter().map(|(d, _)| d.clone()).collect();
+            async move { self.store.create(&items).await }
+        });
+        for (chunk, r) in creates.await {
             let items: Vec<Item> = chunk
                 .iter()
                 .map(|(d, r)| Item {
@@ -948,20 +933,11 @@ impl<S: IocStore> Engine<S> {
             out.add(items, r.map(Reply::Write));
         }
 
-        // updates
-        let chunks: Vec<_> = plan.updates.chunks(self.opts.write_chunk.max(1)).collect();
-        let results: Vec<_> = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let items: Vec<IocUpdate> = chunk.iter().map(|(u, _)| u.clone()).collect();
-                self.paced().await;
-                let r = self.store.update(&items).await;
-                self.request_metric("update", r.is_ok());
-                (chunk, r)
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        for (chunk, r) in results {
+        let updates = self.requests(plan.updates.chunks(write_chunk), "update", |c| {
+            let items: Vec<IocUpdate> = c.iter().map(|(u, _)| u.clone()).collect();
+            async move { self.store.update(&items).await }
+        });
+        for (chunk, r) in updates.await {
             let items: Vec<Item> = chunk
                 .iter()
                 .map(|(u, r)| Item {
@@ -978,20 +954,11 @@ impl<S: IocStore> Engine<S> {
             out.add(items, r.map(Reply::Write));
         }
 
-        // deletes
-        let chunks: Vec<_> = plan.deletes.chunks(DELETE_CHUNK).collect();
-        let results: Vec<_> = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let ids: Vec<String> = chunk.iter().map(|(id, _, _)| id.clone()).collect();
-                self.paced().await;
-                let r = self.store.delete(&ids).await;
-                self.request_metric("delete", r.is_ok());
-                (chunk, r)
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        for (chunk, r) in results {
+        let deletes = self.requests(plan.deletes.chunks(DELETE_CHUNK), "delete", |c| {
+            let ids: Vec<String> = c.iter().map(|(id, _, _)| id.clone()).collect();
+            async move { self.store.delete(&ids).await }
+        });
+        for (chunk, r) in deletes.await {
             let items: Vec<Item> = chunk
                 .iter()
                 .map(|(_, k, r)| Item {
@@ -1023,6 +990,32 @@ impl<S: IocStore> Engine<S> {
             Some(e) => Err(e),
             None => Ok(out.held),
         }
+    }
+
+    /// One request per chunk, at most `concurrency` at a time, each paced by the rate limiter and
+    /// counted under `endpoint`; answers each chunk with its reply (in completion order).
+    async fn requests<'p, T: 'p, R, Fut>(
+        &self,
+        chunks: impl IntoIterator<Item = &'p [T]>,
+        endpoint: &'static str,
+        call: impl Fn(&'p [T]) -> Fut,
+    ) -> Vec<(&'p [T], Result<R, Error>)>
+    where
+        Fut: Future<Output = Result<R, Error>>,
+    {
+        futures::stream::iter(chunks)
+            .map(|chunk| {
+                let request = call(chunk);
+                async move {
+                    self.paced().await;
+                    let r = request.await;
+                    self.request_metric(endpoint, r.is_ok());
+                    (chunk, r)
+                }
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await
     }
 
     /// Looks up the items Falcon reported neither written nor refused: a created IOC that exists, or
@@ -1086,8 +1079,6 @@ impl<S: IocStore> Engine<S> {
         }
     }
 }
-
-type LookupResult = Result<Vec<ExistingIoc>, Error>;
 
 /// One planned write, for outcomes and dead letters.
 struct Item<'a> {
