@@ -244,13 +244,18 @@ struct ChildRun {
 async fn run_child(args: &[&str], env: &BTreeMap<String, String>) -> anyhow::Result<ChildRun> {
     let exe = std::env::current_exe().context("locating the ioc-sync binary")?;
     let started = Instant::now();
+    // `output()` would capture stderr too (tokio pipes both): spawn, so that the child's log and
+    // errors reach the terminal.
     let out = tokio::process::Command::new(exe)
         .args(args)
         .env_clear()
         .envs(env)
         .env("IOC_SYNC_REPORT_PEAK_RSS", "1")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
+        .spawn()
+        .with_context(|| format!("starting ioc-sync {}", args.join(" ")))?
+        .wait_with_output()
         .await
         .with_context(|| format!("running ioc-sync {}", args.join(" ")))?;
     let elapsed = started.elapsed();

@@ -13,6 +13,7 @@
 //!   report ids and the platform counts it once (its replay rule, §6.4).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -133,15 +134,23 @@ pub fn normalize(v: &str) -> String {
 /// Every pushed value → the indicators that want it (an IOC value may be shared).
 #[derive(Debug, Default, Clone)]
 pub struct ValueIndex {
-    map: HashMap<String, Vec<String>>,
+    map: HashMap<Box<str>, Vec<Arc<str>>>,
 }
 
 impl ValueIndex {
     /// Adds one value of one indicator.
     pub fn insert(&mut self, indicator_id: &str, value: &str) {
-        let v = self.map.entry(normalize(value)).or_default();
+        self.insert_shared(&Arc::from(indicator_id), value);
+    }
+
+    /// Adds one value of one indicator whose id is shared with another index (stored once).
+    pub fn insert_shared(&mut self, indicator_id: &Arc<str>, value: &str) {
+        let v = self
+            .map
+            .entry(normalize(value).into_boxed_str())
+            .or_insert_with(|| Vec::with_capacity(1));
         if !v.iter().any(|i| i == indicator_id) {
-            v.push(indicator_id.to_owned());
+            v.push(indicator_id.clone());
         }
     }
 
@@ -155,7 +164,7 @@ impl ValueIndex {
         self.map.is_empty()
     }
 
-    fn get(&self, v: &str) -> &[String] {
+    fn get(&self, v: &str) -> &[Arc<str>] {
         self.map.get(v).map(Vec::as_slice).unwrap_or(&[])
     }
 }
@@ -283,7 +292,8 @@ impl<'a> HitAggregator<'a> {
                 return;
             }
         };
-        let mut indicators: Vec<&String> = values.iter().flat_map(|v| self.index.get(v)).collect();
+        let mut indicators: Vec<&Arc<str>> =
+            values.iter().flat_map(|v| self.index.get(v)).collect();
         indicators.sort();
         indicators.dedup();
         if indicators.is_empty() {
@@ -292,7 +302,7 @@ impl<'a> HitAggregator<'a> {
         }
         for ind in indicators {
             self.stats.hits += 1;
-            let e = self.per.entry(ind.clone()).or_insert(Agg {
+            let e = self.per.entry(ind.to_string()).or_insert(Agg {
                 count: 0,
                 first: t,
                 last: t,

@@ -2,8 +2,9 @@
 //! IOCs the connector owns in Falcon, and becomes a report and possibly an action (reference
 //! §5.3, with our differences below).
 //!
-//! Memory: the Falcon side is an index owner → IOC ids (a few dozen bytes per IOC); the listing
-//! is streamed and decided one deployment at a time, never held.
+//! Memory: the Falcon side is an index owner → IOC ids, type and value (about 460 bytes per IOC
+//! with the hit collection's value index, measured; `docs/benchmarks.md`); the listing is streamed
+//! and decided one deployment at a time, never held.
 //!
 //! Guards: a truncated Falcon read decides no absence (no `removed`, no re-push); a deployment
 //! reported at or after the run's start (by the stream, during the read) is left alone; the
@@ -15,7 +16,8 @@
 //! own live IOCs but have no listed deployment are reported `active` ([`Reconciler::discovered`]),
 //! which fills the Deployments tab for indicators synced before the feature was turned on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use opencti_client::{Deployment, DeploymentReport, DeploymentStatus};
@@ -24,24 +26,57 @@ use super::report::external_id;
 use crate::batch::{ExistingIoc, is_withdrawn, owners_of};
 use crate::mapping::IocKey;
 
-/// The owned IOCs, by owning indicator (STIX id).
+/// The IOCs of one owning indicator, and whether a listed deployment named it.
+#[derive(Debug)]
+struct Owned {
+    /// (Falcon id, type and value, live).
+    iocs: Vec<(Box<str>, IocKey, bool)>,
+    visited: bool,
+}
+
+/// The owned IOCs, by owning indicator (STIX id). Sized for a million IOCs: each indicator id is
+/// stored once (shared with the hit collection's value index) and most indicators own one IOC,
+/// so their lists are allocated for one.
 #[derive(Debug, Default)]
 pub struct FalconIndex {
-    by_owner: HashMap<String, Vec<(String, IocKey, bool)>>,
+    by_owner: HashMap<Arc<str>, Owned>,
     iocs: usize,
 }
 
 impl FalconIndex {
-    /// Adds one owned IOC (live = not withdrawn and not past its expiration at `now`).
-    pub fn insert(&mut self, ioc: &ExistingIoc, now: DateTime<Utc>) {
+    /// Adds one owned IOC (live = not withdrawn and not past its expiration at `now`); answers
+    /// its owners (the indicator ids, shared).
+    pub fn insert(&mut self, ioc: &ExistingIoc, now: DateTime<Utc>) -> Vec<Arc<str>> {
         let live = !is_withdrawn(ioc) && ioc.expiration.is_none_or(|e| e > now);
         self.iocs += 1;
+        let mut owners = Vec::new();
         for owner in owners_of(&ioc.tags) {
-            self.by_owner
-                .entry(owner)
-                .or_default()
-                .push((ioc.id.clone(), ioc.key.clone(), live));
+            let entry = (ioc.id.as_str().into(), ioc.key.clone(), live);
+            match self.by_owner.get_key_value(owner.as_str()) {
+                Some((k, _)) => {
+                    let k = k.clone();
+                    self.by_owner
+                        .get_mut(&k)
+                        .expect("just found")
+                        .iocs
+                        .push(entry);
+                    owners.push(k);
+                }
+                None => {
+                    let k: Arc<str> = owner.into();
+                    // `vec![]` allocates for exactly one; a `push` on an empty Vec for four.
+                    self.by_owner.insert(
+                        k.clone(),
+                        Owned {
+                            iocs: vec![entry],
+                            visited: false,
+                        },
+                    );
+                    owners.push(k);
+                }
+            }
         }
+        owners
     }
 
     /// IOCs indexed.
@@ -52,13 +87,21 @@ impl FalconIndex {
     fn live(&self, owner: &str) -> Vec<(&str, &IocKey)> {
         self.by_owner
             .get(owner)
-            .map(|v| {
-                v.iter()
+            .map(|o| {
+                o.iocs
+                    .iter()
                     .filter(|(_, _, l)| *l)
-                    .map(|(id, k, _)| (id.as_str(), k))
+                    .map(|(id, k, _)| (id.as_ref(), k))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A listed deployment named `owner`.
+    fn visit(&mut self, owner: &str) {
+        if let Some(o) = self.by_owner.get_mut(owner) {
+            o.visited = true;
+        }
     }
 }
 
@@ -122,7 +165,6 @@ pub struct Reconciler {
     index: FalconIndex,
     run_start: DateTime<Utc>,
     falcon_complete: bool,
-    visited: HashSet<String>,
     counts: ReconcileCounts,
 }
 
@@ -134,7 +176,6 @@ impl Reconciler {
             index,
             run_start,
             falcon_complete,
-            visited: HashSet::new(),
             counts: ReconcileCounts::default(),
         }
     }
@@ -178,7 +219,7 @@ impl Reconciler {
             self.counts.unreadable += 1;
             return none;
         };
-        self.visited.insert(stix.to_owned());
+        self.index.visit(stix);
         let live = self.index.live(stix);
         let status = d.deployment_status;
         let must_remove = d.revoked
@@ -250,11 +291,12 @@ impl Reconciler {
     /// After a complete listing: `active` for every indicator owning live IOCs that no listed
     /// deployment named. Call only when the listing ended without error.
     pub fn discovered(&mut self) -> Vec<DeploymentReport> {
-        let mut owners: Vec<&String> = self
+        let mut owners: Vec<&Arc<str>> = self
             .index
             .by_owner
-            .keys()
-            .filter(|o| !self.visited.contains(*o))
+            .iter()
+            .filter(|(_, o)| !o.visited)
+            .map(|(k, _)| k)
             .collect();
         owners.sort();
         let mut out = Vec::new();
@@ -317,6 +359,23 @@ mod tests {
         ix.insert(&ioc("i4", "indicator--soft", true), start);
         ix.insert(&ioc("i5", "indicator--unlisted", false), start);
         Reconciler::new(ix, start, complete)
+    }
+
+    #[test]
+    fn an_indicator_id_is_stored_once_for_all_its_iocs() {
+        let start = t("2026-10-03T10:00:00Z");
+        let mut ix = FalconIndex::default();
+        let a = ix.insert(&ioc("i1", "indicator--shared", false), start);
+        assert_eq!(
+            ix.by_owner["indicator--shared"].iocs.capacity(),
+            1,
+            "most indicators own one IOC: room for one, not four"
+        );
+        let b = ix.insert(&ioc("i2", "indicator--shared", false), start);
+        assert_eq!(a.len(), 1);
+        assert!(Arc::ptr_eq(&a[0], &b[0]), "one allocation per indicator id");
+        assert_eq!(ix.by_owner["indicator--shared"].iocs.len(), 2);
+        assert_eq!(ix.iocs(), 2);
     }
 
     #[test]

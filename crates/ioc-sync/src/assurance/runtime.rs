@@ -307,10 +307,9 @@ impl Assurance {
                         run.falcon_truncated = true;
                         break;
                     }
-                    for o in crate::batch::owners_of(&ioc.tags) {
-                        values.insert(&o, &ioc.key.value);
+                    for o in index.insert(&ioc, run_start) {
+                        values.insert_shared(&o, &ioc.key.value);
                     }
-                    index.insert(&ioc, run_start);
                 }
                 Err(e) => return skip(run, format!("Falcon read-back failed: {e:#}"), values),
             }
