@@ -49,11 +49,14 @@ pub enum Command {
     Preflight,
     /// Run a collection against an in-process sandbox (simulated Falcon and Cado, some hosts offline
     /// or failing).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Benchmark against an in-process sandbox and print the figures (docs/benchmarks.md).
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
     Bench(BenchArgs),
     /// The benchmark's sandbox, in its own process: prints its JSON info line, serves until stdin closes.
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
     BenchSandbox(BenchArgs),
 }
@@ -225,6 +228,7 @@ pub struct HostsArgs {
     pub selection: SelectionArgs,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Number of simulated hosts.
@@ -253,6 +257,7 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Number of simulated hosts.

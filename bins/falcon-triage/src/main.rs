@@ -4,6 +4,7 @@
 
 mod cli;
 mod output;
+#[cfg(feature = "demo")]
 mod sim;
 
 use std::collections::BTreeMap;
@@ -111,8 +112,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let api = falcon_api()?;
             preflight_command(&api, out).await
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => sim::demo(args, out).await,
+        #[cfg(feature = "demo")]
         Command::Bench(args) => sim::bench(args).await,
+        #[cfg(feature = "demo")]
         Command::BenchSandbox(args) => sim::bench_sandbox(args).await,
     }
 }
