@@ -296,6 +296,9 @@ pub struct SyncSettings {
     pub lookup_chunk: usize,
     /// `IOC_SYNC_CONCURRENCY` (default 4, 1..=32): Falcon requests in flight.
     pub concurrency: usize,
+    /// `IOC_SYNC_SHUTDOWN_GRACE_SECS` (default 20, 1..=600): time the batch in flight gets to be
+    /// written after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// The whole configuration.
@@ -775,6 +778,13 @@ pub mod settings {
         int(1, 32),
         "Falcon requests in flight, 1–32",
     );
+    pub const IOC_SYNC_SHUTDOWN_GRACE_SECS: Setting = setting(
+        &["IOC_SYNC_SHUTDOWN_GRACE_SECS"],
+        "ioc_sync.shutdown_grace_secs",
+        Value("20"),
+        int(1, 600),
+        "after SIGTERM, time the batch in flight gets to be written (keep it under the orchestrator's stop timeout)",
+    );
 
     pub const DEPLOYMENT_REPORTING_ENABLED: Setting = setting(
         &["DEPLOYMENT_REPORTING_ENABLED"],
@@ -866,6 +876,7 @@ pub const SETTINGS: &[Setting] = {
         IOC_SYNC_WRITE_CHUNK,
         IOC_SYNC_LOOKUP_CHUNK,
         IOC_SYNC_CONCURRENCY,
+        IOC_SYNC_SHUTDOWN_GRACE_SECS,
         DEPLOYMENT_REPORTING_ENABLED,
         DEPLOYMENT_RECONCILIATION_INTERVAL,
         HITS_REPORTING_ENABLED,
@@ -1291,6 +1302,9 @@ impl Config {
             write_chunk: s.int(&IOC_SYNC_WRITE_CHUNK)?.unwrap_or(200),
             lookup_chunk: s.int(&IOC_SYNC_LOOKUP_CHUNK)?.unwrap_or(200),
             concurrency: s.int(&IOC_SYNC_CONCURRENCY)?.unwrap_or(4),
+            shutdown_grace: Duration::from_secs(
+                s.int(&IOC_SYNC_SHUTDOWN_GRACE_SECS)?.unwrap_or(20),
+            ),
         };
 
         // dissemination assurance
@@ -1825,6 +1839,22 @@ mod tests {
             w,
             vec!["config.yml key ioc_sync.not_a_key is unknown; ignored"]
         );
+    }
+
+    #[test]
+    fn the_shutdown_grace_follows_its_setting() {
+        let (c, _) = Config::load(&minimal(), None).unwrap();
+        assert_eq!(c.sync.shutdown_grace, Duration::from_secs(20));
+        let mut env = minimal();
+        env.insert("IOC_SYNC_SHUTDOWN_GRACE_SECS".into(), "8".into());
+        let (c, _) = Config::load(&env, None).unwrap();
+        assert_eq!(
+            crate::engine::EngineOptions::from_config(&c).shutdown_grace,
+            Duration::from_secs(8)
+        );
+        env.insert("IOC_SYNC_SHUTDOWN_GRACE_SECS".into(), "0".into());
+        let e = Config::load(&env, None).unwrap_err().to_string();
+        assert!(e.contains("IOC_SYNC_SHUTDOWN_GRACE_SECS"), "{e}");
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl EngineOptions {
             ping_interval: c.sync.ping_interval,
             dry_run: false,
             until_caught_up: false,
-            shutdown_grace: Duration::from_secs(20),
+            shutdown_grace: c.sync.shutdown_grace,
         }
     }
 }

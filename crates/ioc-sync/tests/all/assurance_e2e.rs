@@ -356,10 +356,11 @@ async fn hits_on_the_second_value_are_counted_once_across_restarts_and_stream_up
 
 #[tokio::test]
 async fn hit_reports_past_the_platforms_rate_limit_wait_for_its_hint_and_all_arrive() {
-    // The platform accepts 3 hit reports a second; 8 indicators were hit.
+    // The platform accepts 2 hit reports a second; 8 indicators were hit (sequential reports on
+    // loopback take milliseconds, so the limit is reached however loaded the machine is).
     let sb = sandbox(20, |c| {
         c.falcon.alerts = Some(0);
-        c.opencti.deployment_rate_limits.hits = 3;
+        c.opencti.deployment_rate_limits.hits = 2;
     })
     .await;
     let info = sb.info().clone();
