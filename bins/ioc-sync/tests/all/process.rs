@@ -217,14 +217,9 @@ async fn sigterm_finishes_saves_pings_and_exits_zero() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for m in [
+    // The last batch's metrics (its acknowledgement sets the stream lag) follow its writes: wait
+    // until every one is exported.
+    let wanted = [
         r#"processed_messages_total{name="CrowdstrikeEndpointSecurity",action="create"}"#,
         r#"current_state{name="CrowdstrikeEndpointSecurity"}"#,
         r#"ioc_sync_ioc_writes_total{name="CrowdstrikeEndpointSecurity",operation="create"}"#,
@@ -232,8 +227,27 @@ async fn sigterm_finishes_saves_pings_and_exits_zero() {
         "ioc_sync_falcon_requests_total{",
         "ioc_sync_rate_limit_remaining{",
         "ioc_sync_stream_lag_seconds{",
-    ] {
-        assert!(metrics.contains(m), "{m} in\n{metrics}");
+    ];
+    let exported = Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if wanted.iter().all(|m| metrics.contains(m)) {
+            break;
+        }
+        assert!(
+            exported.elapsed() < Duration::from_secs(30),
+            "missing {:?} in\n{metrics}",
+            wanted
+                .iter()
+                .filter(|m| !metrics.contains(*m))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
