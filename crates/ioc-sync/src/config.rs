@@ -956,7 +956,8 @@ struct Sources<'a> {
 
 impl Sources<'_> {
     /// The value set for `k` (environment first, then `config.yml`), empty values counting as unset.
-    fn found(&self, k: &Setting) -> Option<Found> {
+    /// The value set for `k` (blank ones included).
+    fn given(&self, k: &Setting) -> Option<Found> {
         let secret = k.secret();
         k.env
             .iter()
@@ -974,7 +975,11 @@ impl Sources<'_> {
                     secret,
                 })
             })
-            .filter(|f| !f.value.trim().is_empty())
+    }
+
+    /// The value set for `k`; a blank one counts as unset.
+    fn found(&self, k: &Setting) -> Option<Found> {
+        self.given(k).filter(|f| !f.value.trim().is_empty())
     }
 
     /// The value set for `k`, else its default value.
@@ -1003,13 +1008,8 @@ impl Sources<'_> {
     /// Like [`Self::text`], except that a setting given but empty is none (not its default), as
     /// the Python connector reads `SECURITY_PLATFORM_TYPE`.
     fn text_or_blank(&self, k: &Setting) -> Option<String> {
-        let given = k
-            .env
-            .iter()
-            .find_map(|name| self.env.get(*name))
-            .or_else(|| self.yaml.get(k.yaml));
-        match given {
-            Some(v) if v.trim().is_empty() => None,
+        match self.given(k) {
+            Some(f) if f.value.trim().is_empty() => None,
             _ => self.text(k),
         }
     }

@@ -429,11 +429,10 @@ impl<S: IocStore> Engine<S> {
     /// bound. Built from what Falcon answered to the writes (`held`); only the IOCs the answers
     /// leave unknown are read back. Never fails: a failed read-back leaves the batch unreported
     /// (the next reconciliation confirms it).
-    async fn report_batch(&self, batch: &Batch, mut held: Holdings, dead: &Dead) {
-        let Some(a) = &self.assurance else { return };
-        if self.opts.dry_run {
+    async fn report_batch(&self, batch: &Batch, held: Option<Holdings>, dead: &Dead) {
+        let (Some(a), Some(mut held)) = (&self.assurance, held) else {
             return;
-        }
+        };
         let pending = batch.pending();
         let keys: Vec<IocKey> = pending
             .iter()
@@ -663,14 +662,15 @@ impl<S: IocStore> Engine<S> {
         }
         let grace = self.opts.shutdown_grace;
         let mut dead = Dead::new();
-        let mut held = Holdings::default();
+        // What Falcon holds is kept only for the reports (not with reporting off, nor in a dry run).
+        let mut held = (self.assurance.is_some() && !self.opts.dry_run).then(Holdings::default);
         let mut backoff = Duration::from_millis(500);
         let mut shutdown_at: Option<Instant> = shutdown.is_cancelled().then(Instant::now);
         let mut failures = 0u32;
         loop {
             // One attempt; a shutdown starts the grace period, which also bounds the requests in flight.
             let attempt = {
-                let write = self.write_batch(batch, &mut dead, &mut held);
+                let write = self.write_batch(batch, &mut dead, held.as_mut());
                 tokio::pin!(write);
                 loop {
                     tokio::select! {
@@ -769,12 +769,12 @@ impl<S: IocStore> Engine<S> {
         }
     }
 
-    /// One attempt at writing a batch; `held` records what Falcon holds for its IOCs.
+    /// One attempt at writing a batch; `held`, when given, records what Falcon holds for its IOCs.
     pub(crate) async fn write_batch(
         &self,
         batch: &Batch,
         dead: &mut Dead,
-        held: &mut Holdings,
+        mut held: Option<&mut Holdings>,
     ) -> Result<(), Error> {
         let mut pending: Vec<_> = batch
             .pending()
@@ -786,7 +786,9 @@ impl<S: IocStore> Engine<S> {
         }
         let keys: Vec<IocKey> = pending.iter().map(|p| p.key.clone()).collect();
         let (existing, refused) = self.lookup_all(&keys).await?;
-        held.looked_up(&keys, &existing);
+        if let Some(h) = held.as_deref_mut() {
+            h.looked_up(&keys, &existing);
+        }
         if !refused.is_empty() {
             // Falcon refused these lookups for good: without knowing what exists nothing can be
             // written safely. Their changes become dead letters; the rest of the batch goes on.
@@ -807,9 +809,10 @@ impl<S: IocStore> Engine<S> {
             self.dead_letter(letters, dead).await?;
         }
         let plan = batch::plan(&pending, &existing, self.opts.permanent_delete);
-        held.planned(&plan);
-        held.apply(self.execute(plan, dead).await?);
-        Ok(())
+        if let Some(h) = held.as_deref_mut() {
+            h.planned(&plan);
+        }
+        self.execute(plan, dead, held).await
     }
 
     /// Looks up owned IOCs for `keys` in requests that fit Falcon's limits (concurrently, paced).
@@ -886,13 +889,14 @@ impl<S: IocStore> Engine<S> {
 
     /// Executes a plan: creates, updates and deletes in chunks. Refused items become dead letters;
     /// items Falcon reports neither written nor refused are re-verified with a lookup (creates and
-    /// deletes) or dead-lettered (updates, whose content a lookup cannot confirm cheaply). Returns
-    /// what the written items left in Falcon, from Falcon's answers.
+    /// deletes) or dead-lettered (updates, whose content a lookup cannot confirm cheaply). What
+    /// the written items left in Falcon, from Falcon's answers, is applied to `held` when given.
     pub(crate) async fn execute(
         &self,
         plan: Plan,
         dead: &mut Dead,
-    ) -> Result<Vec<(IocKey, Held)>, Error> {
+        held: Option<&mut Holdings>,
+    ) -> Result<(), Error> {
         self.stats
             .unchanged
             .fetch_add(plan.unchanged as u64, Ordering::Relaxed);
@@ -911,9 +915,12 @@ impl<S: IocStore> Engine<S> {
             Stats::add(&self.stats.updated, plan.updates.len() as u64 - soft);
             Stats::add(&self.stats.soft_deleted, soft);
             Stats::add(&self.stats.deleted, plan.deletes.len() as u64);
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let mut out = Outcomes::default();
+        let mut out = Outcomes {
+            held: held.is_some().then(Vec::new),
+            ..Outcomes::default()
+        };
         let write_chunk = self.opts.write_chunk.max(1);
 
         let creates = self.requests(plan.creates.chunks(write_chunk), "create", |c| {
@@ -986,10 +993,13 @@ impl<S: IocStore> Engine<S> {
             self.written(op, n);
         }
         self.dead_letter(out.letters, dead).await?;
-        match out.first_err {
-            Some(e) => Err(e),
-            None => Ok(out.held),
+        if let Some(e) = out.first_err {
+            return Err(e);
         }
+        if let (Some(h), Some(written)) = (held, out.held) {
+            h.apply(written);
+        }
+        Ok(())
     }
 
     /// One request per chunk, at most `concurrency` at a time, each paced by the rate limiter and
@@ -1057,11 +1067,10 @@ impl<S: IocStore> Engine<S> {
                         (_, _, Some(reason)) => out.letters.push(i.letter(&format!(
                             "Falcon reported this item neither written nor refused, and refused the re-check: {reason}"
                         ))),
-                        ("create", true, None) => {
-                            let e = found.get(i.key).cloned().map_or(Held::Unknown, Held::Present);
-                            out.resolved(&i, e)
-                        }
-                        ("delete", false, None) => out.resolved(&i, Held::Absent),
+                        ("create", true, None) => out.resolved(&i, || {
+                            found.get(i.key).cloned().map_or(Held::Unknown, Held::Present)
+                        }),
+                        ("delete", false, None) => out.resolved(&i, || Held::Absent),
                         _ => out.letters.push(i.letter(&format!(
                             "Falcon reported this item neither written nor refused, and a lookup shows it was not{note}"
                         ))),
@@ -1131,14 +1140,17 @@ struct Outcomes<'a> {
     unverified: Vec<Item<'a>>,
     unattributed: Vec<String>,
     first_err: Option<Error>,
-    held: Vec<(IocKey, Held)>,
+    /// What the written items left in Falcon (kept only for reports).
+    held: Option<Vec<(IocKey, Held)>>,
 }
 
 impl<'a> Outcomes<'a> {
-    /// `i` was written and left `held`.
-    fn resolved(&mut self, i: &Item<'a>, held: Held) {
+    /// `i` was written; `held` tells what it left (asked only when that is kept).
+    fn resolved(&mut self, i: &Item<'a>, held: impl FnOnce() -> Held) {
         self.written.push((i.op, 1));
-        self.held.push((i.key.clone(), held));
+        if let Some(v) = &mut self.held {
+            v.push((i.key.clone(), held()));
+        }
     }
 
     fn add(&mut self, items: Vec<Item<'a>>, reply: Result<Reply, Error>) {
@@ -1151,8 +1163,7 @@ impl<'a> Outcomes<'a> {
                     if let Some(msg) = failed.get(&n) {
                         self.letters.push(i.letter(msg));
                     } else if written.contains(&n) {
-                        let held = i.held(w.ids.get(&n));
-                        self.resolved(&i, held);
+                        self.resolved(&i, || i.held(w.ids.get(&n)));
                     } else {
                         self.unverified.push(i);
                     }
@@ -1161,8 +1172,7 @@ impl<'a> Outcomes<'a> {
             Ok(Reply::Deleted(confirmed)) => {
                 for (i, ok) in items.into_iter().zip(confirmed) {
                     if ok {
-                        let held = i.held(None);
-                        self.resolved(&i, held);
+                        self.resolved(&i, || i.held(None));
                     } else {
                         self.unverified.push(i);
                     }

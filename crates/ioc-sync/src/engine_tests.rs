@@ -755,7 +755,7 @@ async fn reports_come_from_the_write_answers_without_reading_the_iocs_back() {
         let keys: Vec<IocKey> = batch.pending().iter().map(|p| p.key.clone()).collect();
         let (mut dead, mut held) = (Dead::new(), Holdings::default());
         h.engine
-            .write_batch(&batch, &mut dead, &mut held)
+            .write_batch(&batch, &mut dead, Some(&mut held))
             .await
             .unwrap();
         (h, batch, keys, dead, held)

@@ -119,17 +119,7 @@ fn hashes_of_one_file(items: &[ComparisonExpr]) -> bool {
 }
 
 fn leaf(c: &stix_pattern::Comparison, out: &mut Parsed) {
-    let path: Vec<String> = c
-        .path
-        .steps
-        .iter()
-        .map(|s| match s {
-            PathStep::Key(k) => k.clone(),
-            PathStep::Index(i) => format!("[{i}]"),
-            PathStep::Star => "[*]".to_string(),
-            _ => "[?]".to_string(),
-        })
-        .collect();
+    let path = c.path.segments();
     if c.negated || !matches!(c.op, Operator::Eq | Operator::In) {
         out.skipped.push(Skip::new(
             SkipReason::UnsupportedOperator,

@@ -332,7 +332,7 @@ pub async fn reconcile(
         DeadLetterFile::new(&config.sync.dead_letter_file),
     );
     let mut dead = crate::engine::Dead::new();
-    engine.execute(plan, &mut dead).await?;
+    engine.execute(plan, &mut dead, None).await?;
     Ok(ReconcileSummary {
         indicators: indicators.len(),
         wanted: n_wanted,

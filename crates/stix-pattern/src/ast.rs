@@ -178,6 +178,21 @@ pub struct ObjectPath {
     pub steps: Vec<PathStep>,
 }
 
+impl ObjectPath {
+    /// The property path below the object type as text segments: keys unquoted (e.g.
+    /// `["hashes", "SHA-256"]`), indices as `"[0]"`, the any-element index as `"[*]"`.
+    pub fn segments(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                PathStep::Key(k) => k.clone(),
+                PathStep::Index(i) => format!("[{i}]"),
+                PathStep::Star => "[*]".to_string(),
+            })
+            .collect()
+    }
+}
+
 /// One step of an object path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]

@@ -237,16 +237,7 @@ fn collect(e: &ComparisonExpr, out: &mut Vec<SimpleObservable>) -> Result<(), No
                 op.push_str(c.op.as_str());
                 return Err(NotSimple::Operator(op));
             }
-            let path: Vec<String> = c
-                .path
-                .steps
-                .iter()
-                .map(|s| match s {
-                    PathStep::Key(k) => k.clone(),
-                    PathStep::Index(i) => format!("[{i}]"),
-                    PathStep::Star => "[*]".to_string(),
-                })
-                .collect();
+            let path = c.path.segments();
             match &c.value {
                 Some(Literal::Set(items)) => {
                     for v in items {

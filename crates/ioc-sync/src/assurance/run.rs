@@ -46,12 +46,10 @@ impl EngineWriter<'_> {
         );
         held.planned(&plan);
         let mut dead = Dead::new();
-        held.apply(
-            self.engine
-                .execute(plan, &mut dead)
-                .await
-                .map_err(|e| chain(&e))?,
-        );
+        self.engine
+            .execute(plan, &mut dead, Some(&mut held))
+            .await
+            .map_err(|e| chain(&e))?;
         Ok((dead, held))
     }
 }
